@@ -22,7 +22,8 @@ ARK_TEST(child_abort_is_reported_with_its_message)
     int status = ark_test_run_in_child(print_and_abort, "dying now", text, sizeof(text));
     ARK_ASSERT(WIFSIGNALED(status));
     ARK_ASSERT_EQ(WTERMSIG(status), SIGABRT);
-    ARK_ASSERT_STR_EQ(text, "dying now");
+    /* qemu-user appends its own report of the signal, so compare the start only. */
+    ARK_ASSERT_MSG(strncmp(text, "dying now", 9) == 0, "captured: \"%s\"", text);
 }
 
 ARK_TEST(child_success_is_exit_zero)
