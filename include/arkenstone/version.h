@@ -13,7 +13,7 @@
 #define ARKENSTONE_VERSION_MINOR 1
 #define ARKENSTONE_VERSION_PATCH 0
 /* MAJOR * 10000 + MINOR * 100 + PATCH, for compile-time checks. */
-#define ARKENSTONE_VERSION_NUMBER                                                                  \
+#define ARKENSTONE_VERSION_NUMBER \
     (ARKENSTONE_VERSION_MAJOR * 10000 + ARKENSTONE_VERSION_MINOR * 100 + ARKENSTONE_VERSION_PATCH)
 
 /* Marks a symbol exported from libarkenstone.so (the library builds with hidden visibility). */

@@ -29,8 +29,8 @@ ARK_TEST(child_abort_is_reported_with_its_message)
 ARK_TEST(child_success_is_exit_zero)
 {
     char text[16];
-    int status = ark_test_run_in_child(print_and_return, "a long message truncated", text,
-                                       sizeof(text));
+    int status =
+        ark_test_run_in_child(print_and_return, "a long message truncated", text, sizeof(text));
     ARK_ASSERT(WIFEXITED(status));
     ARK_ASSERT_EQ(WEXITSTATUS(status), 0);
     ARK_ASSERT_EQ(strlen(text), sizeof(text) - 1);

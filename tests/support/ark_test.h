@@ -38,34 +38,34 @@ void ark_test_fail(const char *file, int line, const char *format, ...)
 /* Declares a case with the default time limit (60 s, scaled by ARK_TEST_TIMEOUT_SCALE). */
 #define ARK_TEST(name) ARK_TEST_TIMEOUT(name, 60)
 /* Declares a case with its own time limit in seconds. */
-#define ARK_TEST_TIMEOUT(name, seconds)                                                            \
-    static void ark_test_body_##name(void);                                                        \
-    static struct ark_test_case ark_test_case_##name = {#name, ark_test_body_##name, seconds,     \
-                                                        NULL};                                     \
-    __attribute__((constructor)) static void ark_test_register_##name(void)                        \
-    {                                                                                              \
-        ark_test_register(&ark_test_case_##name);                                                  \
-    }                                                                                              \
+#define ARK_TEST_TIMEOUT(name, seconds)                                                       \
+    static void ark_test_body_##name(void);                                                   \
+    static struct ark_test_case ark_test_case_##name = {#name, ark_test_body_##name, seconds, \
+                                                        NULL};                                \
+    __attribute__((constructor)) static void ark_test_register_##name(void)                   \
+    {                                                                                         \
+        ark_test_register(&ark_test_case_##name);                                             \
+    }                                                                                         \
     static void ark_test_body_##name(void)
 
-#define ARK_ASSERT(condition)                                                                      \
-    do {                                                                                           \
-        if (!(condition))                                                                          \
-            ark_test_fail(__FILE__, __LINE__, "assertion failed: %s", #condition);                 \
+#define ARK_ASSERT(condition)                                                      \
+    do {                                                                           \
+        if (!(condition))                                                          \
+            ark_test_fail(__FILE__, __LINE__, "assertion failed: %s", #condition); \
     } while (0)
 
-#define ARK_ASSERT_MSG(condition, ...)                                                             \
-    do {                                                                                           \
-        if (!(condition))                                                                          \
-            ark_test_fail(__FILE__, __LINE__, __VA_ARGS__);                                        \
+#define ARK_ASSERT_MSG(condition, ...)                      \
+    do {                                                    \
+        if (!(condition))                                   \
+            ark_test_fail(__FILE__, __LINE__, __VA_ARGS__); \
     } while (0)
 
-#define ARK_ASSERT_CMP_INT(a, op, b)                                                               \
-    do {                                                                                           \
-        intmax_t ark_a_ = (intmax_t)(a), ark_b_ = (intmax_t)(b);                                   \
-        if (!(ark_a_ op ark_b_))                                                                   \
-            ark_test_fail(__FILE__, __LINE__, "%s %s %s: %" PRIdMAX " vs %" PRIdMAX, #a, #op, #b,  \
-                          ark_a_, ark_b_);                                                         \
+#define ARK_ASSERT_CMP_INT(a, op, b)                                                              \
+    do {                                                                                          \
+        intmax_t ark_a_ = (intmax_t)(a), ark_b_ = (intmax_t)(b);                                  \
+        if (!(ark_a_ op ark_b_))                                                                  \
+            ark_test_fail(__FILE__, __LINE__, "%s %s %s: %" PRIdMAX " vs %" PRIdMAX, #a, #op, #b, \
+                          ark_a_, ark_b_);                                                        \
     } while (0)
 
 #define ARK_ASSERT_EQ(a, b) ARK_ASSERT_CMP_INT(a, ==, b)
@@ -75,12 +75,12 @@ void ark_test_fail(const char *file, int line, const char *format, ...)
 #define ARK_ASSERT_GT(a, b) ARK_ASSERT_CMP_INT(a, >, b)
 #define ARK_ASSERT_GE(a, b) ARK_ASSERT_CMP_INT(a, >=, b)
 
-#define ARK_ASSERT_STR_EQ(a, b)                                                                    \
-    do {                                                                                           \
-        const char *ark_sa_ = (a), *ark_sb_ = (b);                                                 \
-        if (ark_sa_ == NULL || ark_sb_ == NULL || strcmp(ark_sa_, ark_sb_) != 0)                   \
-            ark_test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" vs \"%s\"", #a, #b,                \
-                          ark_sa_ ? ark_sa_ : "(null)", ark_sb_ ? ark_sb_ : "(null)");             \
+#define ARK_ASSERT_STR_EQ(a, b)                                                        \
+    do {                                                                               \
+        const char *ark_sa_ = (a), *ark_sb_ = (b);                                     \
+        if (ark_sa_ == NULL || ark_sb_ == NULL || strcmp(ark_sa_, ark_sb_) != 0)       \
+            ark_test_fail(__FILE__, __LINE__, "%s == %s: \"%s\" vs \"%s\"", #a, #b,    \
+                          ark_sa_ ? ark_sa_ : "(null)", ark_sb_ ? ark_sb_ : "(null)"); \
     } while (0)
 
 /*
