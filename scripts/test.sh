@@ -3,14 +3,14 @@
 # (warnings as errors), under ASan+UBSan, under TSan, cross-built for aarch64 under qemu,
 # checks the installed package with pkg-config, and checks formatting.
 #   scripts/test.sh            everything
-#   scripts/test.sh dev asan   only those presets (dev release asan tsan aarch64 install format)
+#   scripts/test.sh dev asan   only those steps (format dev release asan tsan aarch64 install fuzz)
 set -eu
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 
 jobs=$(nproc 2>/dev/null || echo 2)
-steps="${*:-format dev asan tsan aarch64 install}"
+steps="${*:-format dev asan tsan aarch64 install fuzz}"
 
 run_preset() {
     echo "=== preset $1 ==="
@@ -28,6 +28,14 @@ for step in $steps; do
     install)
         echo "=== install + pkg-config ==="
         tests/packaging/check-install.sh
+        ;;
+    fuzz)
+        echo "=== fuzz (bounded) ==="
+        if [ -x fuzz/run.sh ]; then
+            fuzz/run.sh
+        else
+            echo "no fuzz targets yet"
+        fi
         ;;
     dev | release | asan | tsan | aarch64)
         run_preset "$step"
