@@ -1,0 +1,62 @@
+/*
+ * x86_64 context switch and co entry for ACO (System V ABI). See aco_switch.h for the
+ * context layout. Only callee-saved state is kept: the switch is an ordinary call, so the
+ * caller has already given up everything else.
+ */
+    .text
+
+/* void aco_switch(void **from, void **to) */
+    .globl aco_switch
+    .hidden aco_switch
+    .type aco_switch, @function
+    .p2align 4
+aco_switch:
+    .cfi_startproc
+    /* rsp points at our return address, which stays on the stack. */
+    movq    %rsp, 0(%rdi)
+    movq    %rbx, 8(%rdi)
+    movq    %rbp, 16(%rdi)
+    movq    %r12, 24(%rdi)
+    movq    %r13, 32(%rdi)
+    movq    %r14, 40(%rdi)
+    movq    %r15, 48(%rdi)
+    stmxcsr 56(%rdi)
+    fnstcw  60(%rdi)
+
+    movq    8(%rsi), %rbx
+    movq    16(%rsi), %rbp
+    movq    24(%rsi), %r12
+    movq    32(%rsi), %r13
+    movq    40(%rsi), %r14
+    movq    48(%rsi), %r15
+    ldmxcsr 56(%rsi)
+    fldcw   60(%rsi)
+    movq    0(%rsi), %rsp
+    /* Leave by an indirect jump: a `ret` into another context would always mispredict. */
+    popq    %rax
+    jmpq    *%rax
+    .cfi_endproc
+    .size aco_switch, .-aco_switch
+
+/*
+ * A new co starts here with rsp = copy top + 8 (as if just called) and r12 = its function.
+ * The return address is marked undefined so debuggers end the backtrace here.
+ */
+    .globl aco_switch_entry
+    .hidden aco_switch_entry
+    .type aco_switch_entry, @function
+    .p2align 4
+aco_switch_entry:
+    .cfi_startproc
+    .cfi_undefined rip
+    subq    $8, %rsp
+    .cfi_adjust_cfa_offset 8
+    call    aco_internal_co_started
+    call    *%r12
+    movq    %r12, %rdi
+    call    aco_internal_co_returned
+    ud2
+    .cfi_endproc
+    .size aco_switch_entry, .-aco_switch_entry
+
+    .section .note.GNU-stack, "", @progbits
