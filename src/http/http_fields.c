@@ -1,0 +1,140 @@
+/*
+ * Small helpers over field values shared by the parser and, later, the session: token
+ * characters, case-insensitive comparison, list iteration and Accept-Encoding negotiation.
+ */
+#include "http/http_parser.h"
+
+#include <string.h>
+
+/* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+ * "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. Indexed by byte; bytes >= 0x80 are not. */
+static const unsigned char token_chars[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1,  ['~'] = 1, ['0'] = 1,
+    ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,  ['7'] = 1, ['8'] = 1,
+    ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,  ['F'] = 1, ['G'] = 1,
+    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1,  ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1,
+    ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1,  ['d'] = 1, ['e'] = 1,
+    ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1,  ['l'] = 1, ['m'] = 1,
+    ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,  ['t'] = 1, ['u'] = 1,
+    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+
+bool ark_http_is_token_char(unsigned char c)
+{
+    return token_chars[c] != 0;
+}
+
+static char lower_ascii(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+}
+
+bool ark_http_token_equals(const char *a, size_t length, const char *lower)
+{
+    size_t i = 0;
+    for (; i < length; i++) {
+        if (lower[i] == '\0' || lower_ascii(a[i]) != lower[i])
+            return false;
+    }
+    return lower[i] == '\0';
+}
+
+static bool is_whitespace(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+bool ark_http_list_next(const char **cursor, const char *end, const char **element,
+                        size_t *element_length)
+{
+    const char *p = *cursor;
+
+    while (p < end && (*p == ',' || is_whitespace(*p)))
+        p++;
+    if (p == end) {
+        *cursor = p;
+        return false;
+    }
+    const char *start = p;
+    bool quoted = false;
+    for (; p < end; p++) {
+        if (quoted) {
+            if (*p == '\\' && p + 1 < end)
+                p++;
+            else if (*p == '"')
+                quoted = false;
+        } else if (*p == '"') {
+            quoted = true;
+        } else if (*p == ',') {
+            break;
+        }
+    }
+    const char *stop = p;
+    while (stop > start && is_whitespace(stop[-1]))
+        stop--;
+    *element = start;
+    *element_length = (size_t)(stop - start);
+    *cursor = p;
+    return true;
+}
+
+/* Returns 0 when the element's q parameter is zero, 1 otherwise (absent q means 1). */
+static int element_weight(const char *parameters, const char *end)
+{
+    const char *p = parameters;
+
+    while (p < end) {
+        while (p < end && (*p == ';' || is_whitespace(*p)))
+            p++;
+        const char *name = p;
+        while (p < end && *p != '=' && *p != ';' && !is_whitespace(*p))
+            p++;
+        bool is_q = ark_http_token_equals(name, (size_t)(p - name), "q");
+        while (p < end && is_whitespace(*p))
+            p++;
+        if (p < end && *p == '=') {
+            p++;
+            while (p < end && is_whitespace(*p))
+                p++;
+            const char *value = p;
+            while (p < end && *p != ';' && !is_whitespace(*p))
+                p++;
+            if (is_q) {
+                /* qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ) */
+                for (const char *v = value; v < p; v++) {
+                    if (*v >= '1' && *v <= '9')
+                        return 1;
+                }
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+bool ark_http_accepts_gzip(const char *value, size_t length)
+{
+    const char *cursor = value, *element;
+    size_t element_length;
+    int gzip = -1, any = -1;
+
+    while (ark_http_list_next(&cursor, value + length, &element, &element_length)) {
+        const char *end = element + element_length;
+        const char *semicolon = memchr(element, ';', element_length);
+        const char *coding_end = semicolon ? semicolon : end;
+        while (coding_end > element && is_whitespace(coding_end[-1]))
+            coding_end--;
+        size_t coding_length = (size_t)(coding_end - element);
+        int weight = semicolon ? element_weight(semicolon, end) : 1;
+        if (ark_http_token_equals(element, coding_length, "gzip") ||
+            ark_http_token_equals(element, coding_length, "x-gzip"))
+            gzip = gzip == 1 ? 1 : weight;
+        else if (coding_length == 1 && element[0] == '*')
+            any = weight;
+    }
+    if (gzip >= 0)
+        return gzip == 1;
+    return any == 1;
+}
