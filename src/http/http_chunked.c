@@ -1,8 +1,9 @@
 /*
  * The chunked transfer coding decoder (RFC 9112 7.1): a byte-at-a-time state machine for the
  * framing (size lines, extensions, CRLFs, trailer fields) and whole runs for the data, which
- * is handed back as a piece of the caller's input rather than copied. Extensions and trailer
- * fields are checked and dropped: nothing in the server acts on them.
+ * is handed back as a piece of the caller's input rather than copied. Extensions are only
+ * checked for control characters and trailer fields for their shape (token, colon, value);
+ * both are then dropped, as nothing in the server acts on them.
  */
 #include "http/http_parser.h"
 
