@@ -43,7 +43,8 @@
 struct ark_http_limits {
     size_t max_method_length; /* longer method token -> 501 (default 32) */
     size_t max_target_length; /* longer request-target -> 414 (default 8000, RFC 9112 3) */
-    size_t max_head_bytes;    /* request line + fields + CRLFs beyond this -> 431 (64 KiB) */
+    size_t max_head_bytes;    /* request line + fields + CRLFs beyond this -> 431 (64 KiB); under
+                                 4 GiB, as ranges hold 32-bit offsets */
     size_t max_header_count;  /* more fields than this -> 431 (default 100) */
     uint64_t max_body_bytes;  /* Content-Length or chunked total beyond this -> 413 (16 MiB) */
     size_t max_chunk_line;    /* chunk-size line incl. extensions beyond this -> 400 (4 KiB) */
