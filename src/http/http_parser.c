@@ -190,6 +190,21 @@ static ssize_t parse_expect(struct ark_http_request_parser *parser, const char *
     return 0;
 }
 
+/* RFC 9112 3.2: Host = uri-host [ ":" port ], possibly empty. uri-host is a reg-name
+ * (unreserved, pct-encoded, sub-delims) or an IP literal in brackets; this checks the
+ * characters, which is what keeps a bad value from reaching logs or a proxy. */
+static bool is_valid_host(const char *value, size_t length)
+{
+    for (size_t i = 0; i < length; i++) {
+        char c = value[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (strchr("-._~%!$&'()*+,;=:[]", c) == NULL || c == '\0')
+            return false;
+    }
+    return true;
+}
+
 /* One field line, [start, end) without its CRLF. */
 static ssize_t parse_field_line(struct ark_http_request_parser *parser, const char *buffer,
                                 size_t start, size_t end)
@@ -240,6 +255,8 @@ static ssize_t parse_field_line(struct ark_http_request_parser *parser, const ch
     switch (name_length) {
     case 4:
         if (ark_http_token_equals(name, name_length, "host")) {
+            if (!is_valid_host(value, value_length))
+                return reject(parser, 400, "invalid Host");
             parser->_host_count++;
             parser->head.host = header->value;
         }

@@ -16,7 +16,7 @@ void ark_http_buffer_free(struct ark_http_buffer *buffer)
     *buffer = (struct ark_http_buffer){0};
 }
 
-static int reserve(struct ark_http_buffer *buffer, size_t extra)
+int ark_http_buffer_reserve(struct ark_http_buffer *buffer, size_t extra)
 {
     if (extra > SIZE_MAX - buffer->length)
         return -ENOMEM;
@@ -38,7 +38,7 @@ int ark_http_buffer_append(struct ark_http_buffer *buffer, const void *bytes, si
 {
     if (length == 0)
         return 0;
-    int rc = reserve(buffer, length);
+    int rc = ark_http_buffer_reserve(buffer, length);
     if (rc < 0)
         return rc;
     memcpy(buffer->data + buffer->length, bytes, length);
@@ -148,7 +148,7 @@ int ark_http_write_status_line(struct ark_http_buffer *buffer, int version_minor
     if (!is_safe_text(reason))
         return -EINVAL;
     size_t reason_length = strlen(reason);
-    int rc = reserve(buffer, 15 + reason_length);
+    int rc = ark_http_buffer_reserve(buffer, 15 + reason_length);
     if (rc < 0)
         return rc;
     char *out = buffer->data + buffer->length;
@@ -170,7 +170,7 @@ int ark_http_write_header(struct ark_http_buffer *buffer, const char *name, cons
     }
     if (!is_safe_text(value))
         return -EINVAL;
-    int rc = reserve(buffer, name_length + value_length + 4);
+    int rc = ark_http_buffer_reserve(buffer, name_length + value_length + 4);
     if (rc < 0)
         return rc;
     char *out = buffer->data + buffer->length;
@@ -219,7 +219,7 @@ int ark_http_write_chunk(struct ark_http_buffer *buffer, const void *bytes, size
     size_t prefix_length = ark_http_chunk_prefix(prefix, length);
     if (length > SIZE_MAX - prefix_length - 2)
         return -ENOMEM;
-    int rc = reserve(buffer, prefix_length + length + 2);
+    int rc = ark_http_buffer_reserve(buffer, prefix_length + length + 2);
     if (rc < 0)
         return rc;
     char *out = buffer->data + buffer->length;
@@ -233,4 +233,32 @@ int ark_http_write_chunk(struct ark_http_buffer *buffer, const void *bytes, size
 int ark_http_write_last_chunk(struct ark_http_buffer *buffer)
 {
     return ark_http_buffer_append(buffer, "0\r\n\r\n", 5);
+}
+
+int ark_http_write_simple_response(struct ark_http_buffer *buffer, int version_minor, int status,
+                                   const char *text, bool close, const char *extra_name,
+                                   const char *extra_value)
+{
+    size_t before = buffer->length;
+    if (text == NULL)
+        text = ark_http_status_reason(status);
+    size_t text_length = strlen(text);
+    int rc = ark_http_write_status_line(buffer, version_minor, status, NULL);
+    if (rc == 0)
+        rc = ark_http_write_header(buffer, "Content-Type", "text/plain");
+    if (rc == 0)
+        rc = ark_http_write_content_length(buffer, text_length + 1);
+    if (rc == 0 && close)
+        rc = ark_http_write_header(buffer, "Connection", "close");
+    if (rc == 0 && extra_name != NULL)
+        rc = ark_http_write_header(buffer, extra_name, extra_value ? extra_value : "");
+    if (rc == 0)
+        rc = ark_http_write_head_end(buffer);
+    if (rc == 0)
+        rc = ark_http_buffer_append(buffer, text, text_length);
+    if (rc == 0)
+        rc = ark_http_buffer_append(buffer, "\n", 1);
+    if (rc < 0)
+        buffer->length = before;
+    return rc;
 }

@@ -12,6 +12,7 @@
 #ifndef ARK_HTTP_RESPONSE_WRITER_H
 #define ARK_HTTP_RESPONSE_WRITER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,8 @@ struct ark_http_buffer {
 void ark_http_buffer_free(struct ark_http_buffer *buffer);
 /* Appends `length` bytes. */
 int ark_http_buffer_append(struct ark_http_buffer *buffer, const void *bytes, size_t length);
+/* Makes room for `extra` more bytes after `length` (capacity - length >= extra). */
+int ark_http_buffer_reserve(struct ark_http_buffer *buffer, size_t extra);
 /* Drops the first `count` bytes (already written to the socket). */
 void ark_http_buffer_consume(struct ark_http_buffer *buffer, size_t count);
 
@@ -41,6 +44,17 @@ int ark_http_write_header(struct ark_http_buffer *buffer, const char *name, cons
 int ark_http_write_content_length(struct ark_http_buffer *buffer, uint64_t length);
 /* The empty line ending the head. */
 int ark_http_write_head_end(struct ark_http_buffer *buffer);
+
+/*
+ * A whole response for a request that is refused before any handler runs (a parse error, a
+ * limit, 404/405 from routing): status line, "Content-Type: text/plain", Content-Length,
+ * "Connection: close" when `close` is true, then `text` and a newline as the body (`text`
+ * NULL: the reason phrase). `extra_name`/`extra_value` add one more field when not NULL
+ * (e.g. Allow with a 405). Appends nothing on failure.
+ */
+int ark_http_write_simple_response(struct ark_http_buffer *buffer, int version_minor, int status,
+                                   const char *text, bool close, const char *extra_name,
+                                   const char *extra_value);
 
 /* Room for the longest chunk prefix: 16 hex digits and CRLF. */
 #define ARK_HTTP_CHUNK_PREFIX_MAX 18

@@ -5,6 +5,7 @@
  */
 #include "ark_test.h"
 #include "http/http_parser.h"
+#include "http/http_gzip.h"
 #include "http/http_response_writer.h"
 
 #include <errno.h>
@@ -295,4 +296,88 @@ ARK_TEST(response_writer_refuses_injection)
     size_t n = ark_http_chunk_prefix(prefix, UINT64_MAX);
     ARK_ASSERT_EQ(n, 18);
     ARK_ASSERT(memcmp(prefix, "ffffffffffffffff\r\n", 18) == 0);
+}
+
+ARK_TEST(simple_response_for_refused_requests)
+{
+    struct ark_http_buffer buffer = {0};
+    ARK_ASSERT_EQ(ark_http_write_simple_response(&buffer, 1, 405, NULL, false, "Allow", "GET, PUT"),
+                  0);
+    ARK_ASSERT(buffer_is(&buffer, "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
+                                  "Content-Length: 19\r\nAllow: GET, PUT\r\n\r\n"
+                                  "Method Not Allowed\n"));
+    ark_http_buffer_free(&buffer);
+    ARK_ASSERT_EQ(ark_http_write_simple_response(&buffer, 0, 400, "bare CR in a field value", true,
+                                                 NULL, NULL),
+                  0);
+    ARK_ASSERT(buffer_is(&buffer, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                                  "Content-Length: 25\r\nConnection: close\r\n\r\n"
+                                  "bare CR in a field value\n"));
+    /* an injected extra field leaves the buffer as it was */
+    size_t before = buffer.length;
+    ARK_ASSERT_EQ(ark_http_write_simple_response(&buffer, 1, 404, NULL, false, "X", "a\r\nb: c"),
+                  -EINVAL);
+    ARK_ASSERT_EQ(buffer.length, before);
+    ark_http_buffer_free(&buffer);
+}
+
+/* Inflates a gzip stream (zlib's gzip mode) into `out`; returns the length or -1. */
+static long gunzip(const char *input, size_t length, char *out, size_t capacity)
+{
+    z_stream stream = {0};
+    if (inflateInit2(&stream, 15 + 16) != Z_OK)
+        return -1;
+    stream.next_in = (Bytef *)input;
+    stream.avail_in = (uInt)length;
+    stream.next_out = (Bytef *)out;
+    stream.avail_out = (uInt)capacity;
+    int rc = inflate(&stream, Z_FINISH);
+    long produced = (long)(capacity - stream.avail_out);
+    inflateEnd(&stream);
+    return rc == Z_STREAM_END ? produced : -1;
+}
+
+ARK_TEST(gzip_stream_round_trips_through_zlib)
+{
+    enum { SIZE = 200000 };
+    char *plain = malloc(SIZE), *back = malloc(SIZE + 16);
+    ARK_ASSERT(plain && back);
+    for (size_t i = 0; i < SIZE; i++)
+        plain[i] = (char)("abcdefgh"[i % 8] + (i / 1000) % 3);
+
+    struct ark_http_gzip gzip;
+    struct ark_http_buffer out = {0};
+    ARK_ASSERT_EQ(ark_http_gzip_init(&gzip, -1), 0);
+    /* uneven pieces, a mid-stream flush, then finish */
+    size_t position = 0, step = 1;
+    while (position < SIZE) {
+        size_t take = SIZE - position < step ? SIZE - position : step;
+        ARK_ASSERT_EQ(ark_http_gzip_compress(&gzip, plain + position, take, &out), 0);
+        position += take;
+        step = step * 3 + 1;
+        if (position > SIZE / 2 && position - take <= SIZE / 2) {
+            ARK_ASSERT_EQ(ark_http_gzip_flush(&gzip, &out), 0);
+            /* after a sync flush everything so far can be decoded by the client */
+            ARK_ASSERT(out.length > 10);
+        }
+    }
+    ARK_ASSERT_EQ(ark_http_gzip_finish(&gzip, &out), 0);
+    ARK_ASSERT_EQ(ark_http_gzip_compress(&gzip, "x", 1, &out), -EINVAL);
+    ark_http_gzip_end(&gzip);
+    ARK_ASSERT_LT(out.length, SIZE / 10);
+    ARK_ASSERT_EQ(gunzip(out.data, out.length, back, SIZE + 16), SIZE);
+    ARK_ASSERT(memcmp(back, plain, SIZE) == 0);
+    ark_http_buffer_free(&out);
+
+    /* an empty body is still a valid gzip stream */
+    ARK_ASSERT_EQ(ark_http_gzip_init(&gzip, 1), 0);
+    ARK_ASSERT_EQ(ark_http_gzip_finish(&gzip, &out), 0);
+    ark_http_gzip_end(&gzip);
+    ARK_ASSERT_EQ(gunzip(out.data, out.length, back, 16), 0);
+    ark_http_buffer_free(&out);
+
+    ARK_ASSERT_EQ(ark_http_gzip_init(&gzip, 10), -EINVAL);
+    ark_http_gzip_end(&gzip);
+    free(plain);
+    free(back);
 }

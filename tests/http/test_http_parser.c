@@ -141,6 +141,10 @@ static const struct valid_case valid_cases[] = {
     /* absolute-form: the path is what follows the authority */
     {"GET http://example.com:80/p/q?z HTTP/1.1" CRLF "Host: example.com" CRLF CRLF, 0, "GET",
      "http://example.com:80/p/q?z", "/p/q", "z", 1, true, false, ARK_HTTP_BODY_NONE, 0, 1},
+    {"GET / HTTP/1.1" CRLF "Host: [::1]:8888" CRLF CRLF, 0, "GET", "/", "/", "", 1, true, false,
+     ARK_HTTP_BODY_NONE, 0, 1},
+    {"GET / HTTP/1.1" CRLF "Host:" CRLF CRLF, 0, "GET", "/", "/", "", 1, true, false,
+     ARK_HTTP_BODY_NONE, 0, 1},
     {"OPTIONS * HTTP/1.1" CRLF "Host: a" CRLF CRLF, 0, "OPTIONS", "*", "*", "", 1, true, false,
      ARK_HTTP_BODY_NONE, 0, 1},
     /* HTTP/1.2 would be served as 1.1 */
@@ -269,6 +273,9 @@ static const struct rejected_case rejected_cases[] = {
      "control character in a field value"},
     {"GET / HTTP/1.1" CRLF "X: a" CRLF CRLF, 400, "HTTP/1.1 without Host",
      "HTTP/1.1 request without Host"},
+    {"GET / HTTP/1.1" CRLF "Host: a b" CRLF CRLF, 400, "space in Host", "invalid Host"},
+    {"GET / HTTP/1.1" CRLF "Host: a/b" CRLF CRLF, 400, "slash in Host", "invalid Host"},
+    {"GET / HTTP/1.1" CRLF "Host: a@b" CRLF CRLF, 400, "userinfo in Host", "invalid Host"},
     {"GET / HTTP/1.1" CRLF "Host: a" CRLF "Host: b" CRLF CRLF, 400, "two Host fields",
      "more than one Host field"},
     {"POST / HTTP/1.1" CRLF "Host: a" CRLF "Content-Length: 5" CRLF
