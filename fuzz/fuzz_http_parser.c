@@ -135,6 +135,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                   headers[i].value.length == headers2[i].value.length);
             (void)ark_http_accepts_gzip(request + headers[i].value.offset, headers[i].value.length);
         }
+        /* Decoding never grows, and query pairs stay inside the query. */
+        char decoded[256];
+        if (h->path.length <= sizeof(decoded)) {
+            ssize_t n =
+                ark_http_percent_decode(request + h->path.offset, h->path.length, decoded, false);
+            CHECK(n == -1 || (n >= 0 && (size_t)n <= h->path.length));
+        }
+        const char *query = request + h->query.offset, *query_end = query + h->query.length;
+        const char *cursor = query, *name, *value;
+        size_t name_length, value_length;
+        while (ark_http_query_next(&cursor, query_end, &name, &name_length, &value, &value_length))
+            CHECK(name >= query && name + name_length <= query_end && value >= query &&
+                  value + value_length <= query_end);
         position += (size_t)head;
 
         if (h->body_framing == ARK_HTTP_BODY_LENGTH) {

@@ -1,6 +1,7 @@
 /*
  * Small helpers over field values shared by the parser and, later, the session: token
- * characters, case-insensitive comparison, list iteration and Accept-Encoding negotiation.
+ * characters, case-insensitive comparison, list iteration, Accept-Encoding negotiation, and
+ * query strings with their percent-decoding.
  */
 #include "http/http_parser.h"
 
@@ -137,4 +138,63 @@ bool ark_http_accepts_gzip(const char *value, size_t length)
     if (gzip >= 0)
         return gzip == 1;
     return any == 1;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+ssize_t ark_http_percent_decode(const char *input, size_t length, char *output, bool plus_is_space)
+{
+    size_t written = 0;
+    for (size_t i = 0; i < length; i++) {
+        char c = input[i];
+        if (c == '%') {
+            int high = i + 2 < length ? hex_digit(input[i + 1]) : -1;
+            int low = high >= 0 ? hex_digit(input[i + 2]) : -1;
+            if (low < 0 || (high == 0 && low == 0))
+                return -1;
+            c = (char)(high * 16 + low);
+            i += 2;
+        } else if (c == '+' && plus_is_space) {
+            c = ' ';
+        }
+        output[written++] = c;
+    }
+    return (ssize_t)written;
+}
+
+bool ark_http_query_next(const char **cursor, const char *end, const char **name,
+                         size_t *name_length, const char **value, size_t *value_length)
+{
+    const char *p = *cursor;
+    while (p < end && *p == '&')
+        p++;
+    if (p == end) {
+        *cursor = p;
+        return false;
+    }
+    const char *pair_end = memchr(p, '&', (size_t)(end - p));
+    if (pair_end == NULL)
+        pair_end = end;
+    const char *equals = memchr(p, '=', (size_t)(pair_end - p));
+    *name = p;
+    if (equals != NULL) {
+        *name_length = (size_t)(equals - p);
+        *value = equals + 1;
+        *value_length = (size_t)(pair_end - equals - 1);
+    } else {
+        *name_length = (size_t)(pair_end - p);
+        *value = pair_end;
+        *value_length = 0;
+    }
+    *cursor = pair_end;
+    return true;
 }

@@ -215,6 +215,22 @@ bool ark_http_list_next(const char **cursor, const char *end, const char **eleme
  */
 bool ark_http_accepts_gzip(const char *value, size_t length);
 
+/*
+ * Decodes %XX escapes of `input[0..length)` into `output` (room for `length` bytes; it may be
+ * `input` itself, decoding in place). With `plus_is_space`, '+' becomes ' ' (query strings).
+ * Returns the decoded length, or -1 for a malformed escape ("%4", "%zz") or an escaped NUL
+ * ("%00"), which would cut a C string short.
+ */
+ssize_t ark_http_percent_decode(const char *input, size_t length, char *output, bool plus_is_space);
+
+/*
+ * Iterates the name=value pairs of a query string ("a=1&b&c=x%20y"), not decoded. `*cursor`
+ * starts at the query and advances; `end` is one past it. Returns false when no pair is left;
+ * empty pairs ("&&") are skipped. A pair without '=' has an empty value.
+ */
+bool ark_http_query_next(const char **cursor, const char *end, const char **name,
+                         size_t *name_length, const char **value, size_t *value_length);
+
 /* True for an RFC 9110 tchar (the characters of a token). */
 bool ark_http_is_token_char(unsigned char c);
 

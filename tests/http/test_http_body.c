@@ -225,6 +225,53 @@ ARK_TEST(accept_encoding_gzip_detection)
                        "\"%s\"", cases[i].value);
 }
 
+ARK_TEST(percent_decoding)
+{
+    static const struct {
+        const char *input;
+        bool plus_is_space;
+        const char *output; /* NULL: refused */
+    } cases[] = {
+        {"/a%20b", false, "/a b"}, {"a+b%2Bc", true, "a b+c"}, {"a+b", false, "a+b"},
+        {"%7e%7E", false, "~~"},   {"%", false, NULL},         {"%4", false, NULL},
+        {"ab%4", false, NULL},     {"%zz", false, NULL},       {"%00", false, NULL},
+        {"", false, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[32];
+        size_t length = strlen(cases[i].input);
+        ssize_t n = ark_http_percent_decode(cases[i].input, length, out, cases[i].plus_is_space);
+        if (cases[i].output == NULL) {
+            ARK_ASSERT_MSG(n == -1, "\"%s\" should be refused", cases[i].input);
+        } else {
+            ARK_ASSERT_MSG(n == (ssize_t)strlen(cases[i].output) &&
+                               memcmp(out, cases[i].output, (size_t)n) == 0,
+                           "\"%s\"", cases[i].input);
+        }
+    }
+    /* in place */
+    char text[] = "x%41y";
+    ARK_ASSERT_EQ(ark_http_percent_decode(text, 5, text, false), 3);
+    ARK_ASSERT(memcmp(text, "xAy", 3) == 0);
+}
+
+ARK_TEST(query_pairs)
+{
+    const char *query = "&a=1&&b&c=x%20y&=v&d=";
+    const char *expected[][2] = {{"a", "1"}, {"b", ""}, {"c", "x%20y"}, {"", "v"}, {"d", ""}};
+    const char *cursor = query, *end = query + strlen(query), *name, *value;
+    size_t name_length, value_length, count = 0;
+    while (ark_http_query_next(&cursor, end, &name, &name_length, &value, &value_length)) {
+        ARK_ASSERT(count < 5);
+        ARK_ASSERT_EQ(name_length, strlen(expected[count][0]));
+        ARK_ASSERT(memcmp(name, expected[count][0], name_length) == 0);
+        ARK_ASSERT_EQ(value_length, strlen(expected[count][1]));
+        ARK_ASSERT(memcmp(value, expected[count][1], value_length) == 0);
+        count++;
+    }
+    ARK_ASSERT_EQ(count, 5);
+}
+
 /* ---- Response writer ---- */
 
 static bool buffer_is(const struct ark_http_buffer *buffer, const char *text)
