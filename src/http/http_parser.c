@@ -5,6 +5,7 @@
  * Positions are kept as offsets, never pointers, because the caller's buffer may move.
  */
 #include "http/http_parser.h"
+#include "http/http_chars.h"
 
 #include <string.h>
 
@@ -196,10 +197,7 @@ static ssize_t parse_expect(struct ark_http_request_parser *parser, const char *
 static bool is_valid_host(const char *value, size_t length)
 {
     for (size_t i = 0; i < length; i++) {
-        char c = value[i];
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-            continue;
-        if (strchr("-._~%!$&'()*+,;=:[]", c) == NULL || c == '\0')
+        if (!ark_http_char_is((unsigned char)value[i], ARK_HTTP_CHAR_HOST))
             return false;
     }
     return true;
@@ -213,15 +211,15 @@ static ssize_t parse_field_line(struct ark_http_request_parser *parser, const ch
 
     if (buffer[start] == ' ' || buffer[start] == '\t')
         return reject(parser, 400, "obs-fold or whitespace before a field line");
-    while (colon < end && buffer[colon] != ':') {
+    while (colon < end && ark_http_char_is((unsigned char)buffer[colon], ARK_HTTP_CHAR_TOKEN))
+        colon++;
+    if (colon < end && buffer[colon] != ':') {
         unsigned char c = (unsigned char)buffer[colon];
         if (c == ' ' || c == '\t')
             return reject(parser, 400, "whitespace between field name and colon");
         if (c == '\r')
             return reject(parser, 400, "bare CR in a field name");
-        if (!ark_http_is_token_char(c))
-            return reject(parser, 400, "invalid character in field name");
-        colon++;
+        return reject(parser, 400, "invalid character in field name");
     }
     if (colon == end)
         return reject(parser, 400, "field line without a colon");
@@ -236,12 +234,10 @@ static ssize_t parse_field_line(struct ark_http_request_parser *parser, const ch
         value_end--;
     for (size_t i = value_start; i < value_end; i++) {
         unsigned char c = (unsigned char)buffer[i];
-        if (c < 0x20 && c != '\t')
+        if (!ark_http_char_is(c, ARK_HTTP_CHAR_VALUE))
             return reject(parser, 400,
                           c == '\r' ? "bare CR in a field value"
                                     : "control character in a field value");
-        if (c == 0x7f)
-            return reject(parser, 400, "control character in a field value");
     }
 
     if (parser->head.header_count >= parser->_header_capacity)
@@ -322,6 +318,8 @@ ssize_t ark_http_request_parse(struct ark_http_request_parser *parser, const cha
 {
     const struct ark_http_limits *limits = parser->_limits;
     size_t i = parser->_offset;
+    /* Before the field lines, scanning stops at the head limit (checked at the loop top). */
+    size_t scan_end = length < limits->max_head_bytes ? length : limits->max_head_bytes;
 
     if (parser->_state == STATE_DONE)
         return (ssize_t)parser->_offset;
@@ -351,22 +349,37 @@ ssize_t ark_http_request_parse(struct ark_http_request_parser *parser, const cha
             parser->_state = STATE_START;
             i++;
             break;
-        case STATE_METHOD:
+        case STATE_METHOD: {
+            size_t stop = scan_end;
+            if (limits->max_method_length < scan_end - parser->_mark)
+                stop = parser->_mark + limits->max_method_length;
+            while (i < stop && ark_http_char_is((unsigned char)buffer[i], ARK_HTTP_CHAR_TOKEN))
+                i++;
+            if (i == scan_end)
+                break;
+            c = (unsigned char)buffer[i];
             if (c == ' ') {
                 if (i == parser->_mark)
                     return reject(parser, 400, "empty method");
                 parser->head.method = make_range(parser->_mark, i - parser->_mark);
                 parser->_mark = ++i;
                 parser->_state = STATE_TARGET;
-            } else if (!ark_http_is_token_char(c)) {
+            } else if (!ark_http_char_is(c, ARK_HTTP_CHAR_TOKEN)) {
                 return reject(parser, 400, "invalid character in method");
-            } else if (i - parser->_mark >= limits->max_method_length) {
-                return reject(parser, 501, "method too long");
             } else {
-                i++;
+                return reject(parser, 501, "method too long");
             }
             break;
-        case STATE_TARGET:
+        }
+        case STATE_TARGET: {
+            size_t stop = scan_end;
+            if (limits->max_target_length < scan_end - parser->_mark)
+                stop = parser->_mark + limits->max_target_length;
+            while (i < stop && ark_http_char_is((unsigned char)buffer[i], ARK_HTTP_CHAR_TARGET))
+                i++;
+            if (i == scan_end)
+                break;
+            c = (unsigned char)buffer[i];
             if (c == ' ') {
                 if (i == parser->_mark)
                     return reject(parser, 400, "empty request-target");
@@ -375,14 +388,13 @@ ssize_t ark_http_request_parse(struct ark_http_request_parser *parser, const cha
                 i++;
             } else if (c == '\r' || c == '\n') {
                 return reject(parser, 400, "request line without HTTP version");
-            } else if (c <= 0x20 || c >= 0x7f) {
+            } else if (!ark_http_char_is(c, ARK_HTTP_CHAR_TARGET)) {
                 return reject(parser, 400, "invalid character in request-target");
-            } else if (i - parser->_mark >= limits->max_target_length) {
-                return reject(parser, 414, "request-target too long");
             } else {
-                i++;
+                return reject(parser, 414, "request-target too long");
             }
             break;
+        }
         case STATE_VERSION:
             if (c == '\r') {
                 parser->_state = STATE_REQUEST_LF;
