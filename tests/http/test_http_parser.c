@@ -497,3 +497,28 @@ ARK_TEST(pipelined_requests_follow_each_other)
     }
     ARK_ASSERT_EQ(count, 4);
 }
+
+ARK_TEST(buffer_may_move_between_calls)
+{
+    /* The session grows its buffer with realloc: ranges are offsets, so they survive. */
+    const char *input = "PUT /moved?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok";
+    size_t length = strlen(input), split = 20;
+    char *first = malloc(split), *second = malloc(length);
+    ARK_ASSERT(first && second);
+    memcpy(first, input, split);
+    struct ark_http_header headers[4];
+    struct ark_http_request_parser parser;
+    ark_http_request_parser_init(&parser, NULL, headers, 4);
+    ARK_ASSERT_EQ(ark_http_request_parse(&parser, first, split), ARK_HTTP_INCOMPLETE);
+    memcpy(second, input, length);
+    memset(first, 'X', split); /* the old bytes are gone */
+    free(first);
+    ssize_t head = ark_http_request_parse(&parser, second, length);
+    ARK_ASSERT_EQ(head, (ssize_t)length - 2);
+    ARK_ASSERT(range_is(second, parser.head.method, "PUT"));
+    ARK_ASSERT(range_is(second, parser.head.path, "/moved"));
+    ARK_ASSERT(range_is(second, parser.head.query, "x=1"));
+    ARK_ASSERT(range_is(second, parser.head.host, "h"));
+    ARK_ASSERT_EQ(parser.head.content_length, 2);
+    free(second);
+}
