@@ -22,4 +22,16 @@ static inline bool ark_http_char_is(unsigned char c, unsigned classes)
     return (ark_http_char_classes[c] & classes) != 0;
 }
 
+/* The value of hex digit `c`, or -1. */
+static inline int ark_http_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif

@@ -6,6 +6,7 @@
  * both are then dropped, as nothing in the server acts on them.
  */
 #include "http/http_parser.h"
+#include "http/http_chars.h"
 
 enum chunked_state {
     CHUNK_SIZE_FIRST, /* at least one hex digit needed */
@@ -38,17 +39,6 @@ static int fail(struct ark_http_chunked_decoder *decoder, int status, const char
     decoder->status = status;
     decoder->reason = reason;
     return ARK_HTTP_ERROR;
-}
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static bool is_field_value_char(unsigned char c)
@@ -98,7 +88,7 @@ int ark_http_chunked_decode(struct ark_http_chunked_decoder *decoder, const char
         switch (state) {
         case CHUNK_SIZE_FIRST:
         case CHUNK_SIZE: {
-            int digit = hex_value(c);
+            int digit = ark_http_hex_value((unsigned char)c);
             if (digit >= 0) {
                 if (decoder->_chunk_remaining > (UINT64_MAX >> 4))
                     return fail(decoder, 400, "chunk size out of range");

@@ -147,25 +147,14 @@ bool ark_http_accepts_gzip(const char *value, size_t length)
     return any == 1;
 }
 
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 ssize_t ark_http_percent_decode(const char *input, size_t length, char *output, bool plus_is_space)
 {
     size_t written = 0;
     for (size_t i = 0; i < length; i++) {
         char c = input[i];
         if (c == '%') {
-            int high = i + 2 < length ? hex_digit(input[i + 1]) : -1;
-            int low = high >= 0 ? hex_digit(input[i + 2]) : -1;
+            int high = i + 2 < length ? ark_http_hex_value((unsigned char)input[i + 1]) : -1;
+            int low = high >= 0 ? ark_http_hex_value((unsigned char)input[i + 2]) : -1;
             if (low < 0 || (high == 0 && low == 0))
                 return -1;
             c = (char)(high * 16 + low);

@@ -313,6 +313,21 @@ static ssize_t finish_head(struct ark_http_request_parser *parser)
     return 0;
 }
 
+/*
+ * Advances from `i` over bytes of `classes`, stopping at the first other byte, at `scan_end`,
+ * or once the word begun at `mark` is `max_length` long. Returns where it stopped.
+ */
+static size_t scan_word(const char *buffer, size_t i, size_t mark, size_t max_length,
+                        size_t scan_end, unsigned classes)
+{
+    size_t stop = scan_end;
+    if (max_length < scan_end - mark)
+        stop = mark + max_length;
+    while (i < stop && ark_http_char_is((unsigned char)buffer[i], classes))
+        i++;
+    return i;
+}
+
 ssize_t ark_http_request_parse(struct ark_http_request_parser *parser, const char *buffer,
                                size_t length)
 {
@@ -350,11 +365,8 @@ ssize_t ark_http_request_parse(struct ark_http_request_parser *parser, const cha
             i++;
             break;
         case STATE_METHOD: {
-            size_t stop = scan_end;
-            if (limits->max_method_length < scan_end - parser->_mark)
-                stop = parser->_mark + limits->max_method_length;
-            while (i < stop && ark_http_char_is((unsigned char)buffer[i], ARK_HTTP_CHAR_TOKEN))
-                i++;
+            i = scan_word(buffer, i, parser->_mark, limits->max_method_length, scan_end,
+                          ARK_HTTP_CHAR_TOKEN);
             if (i == scan_end)
                 break;
             c = (unsigned char)buffer[i];
@@ -372,11 +384,8 @@ ssize_t ark_http_request_parse(struct ark_http_request_parser *parser, const cha
             break;
         }
         case STATE_TARGET: {
-            size_t stop = scan_end;
-            if (limits->max_target_length < scan_end - parser->_mark)
-                stop = parser->_mark + limits->max_target_length;
-            while (i < stop && ark_http_char_is((unsigned char)buffer[i], ARK_HTTP_CHAR_TARGET))
-                i++;
+            i = scan_word(buffer, i, parser->_mark, limits->max_target_length, scan_end,
+                          ARK_HTTP_CHAR_TARGET);
             if (i == scan_end)
                 break;
             c = (unsigned char)buffer[i];
