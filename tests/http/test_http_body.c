@@ -122,6 +122,11 @@ static const struct chunked_case chunked_cases[] = {
     {"0\r\nBad Name: x\r\n\r\n", ARK_HTTP_ERROR, 400, "", 0},
     {"0\r\nName: x\ry\r\n\r\n", ARK_HTTP_ERROR, 400, "", 0},
     {"0\r\n\rX", ARK_HTTP_ERROR, 400, "", 0},
+    {"5\r\nhello\r\r", ARK_HTTP_ERROR, 400, "hello", 0},
+    {"0\r\n@x: y\r\n\r\n", ARK_HTTP_ERROR, 400, "", 0},
+    {"0\r\nA@: y\r\n\r\n", ARK_HTTP_ERROR, 400, "", 0},
+    {"0\r\nA: \x01\r\n\r\n", ARK_HTTP_ERROR, 400, "", 0},
+    {"0\r\nA: v\rX\r\n", ARK_HTTP_ERROR, 400, "", 0},
 };
 
 ARK_TEST(chunked_bodies_decode_the_same_however_split)
@@ -184,6 +189,15 @@ ARK_TEST(chunked_decoder_returns_data_without_copying)
                   ARK_HTTP_CHUNKED_DONE);
     ARK_ASSERT_EQ(17 + used, sizeof(body) - 1);
     ARK_ASSERT_EQ(decoder.body_bytes, 9);
+    /* a finished decoder stays finished and consumes nothing more */
+    ARK_ASSERT_EQ(ark_http_chunked_decode(&decoder, "5\r\n", 3, &used, &piece, &piece_length),
+                  ARK_HTTP_CHUNKED_DONE);
+    ARK_ASSERT_EQ(used, 0);
+    ark_http_chunked_decoder_init(&decoder, NULL);
+    ARK_ASSERT_EQ(ark_http_chunked_decode(&decoder, "z", 1, &used, &piece, &piece_length),
+                  ARK_HTTP_ERROR);
+    ARK_ASSERT_EQ(ark_http_chunked_decode(&decoder, "0\r\n\r\n", 5, &used, &piece, &piece_length),
+                  ARK_HTTP_ERROR);
 }
 
 /* ---- Field helpers ---- */
@@ -191,6 +205,11 @@ ARK_TEST(chunked_decoder_returns_data_without_copying)
 ARK_TEST(list_elements_skip_empty_and_respect_quotes)
 {
     const char *value = " ,a , \"b,c\" ,,d\t";
+    const char *escaped = "\"x\\\",y\", z", *escaped_cursor = escaped, *first;
+    size_t first_length;
+    ARK_ASSERT(
+        ark_http_list_next(&escaped_cursor, escaped + strlen(escaped), &first, &first_length));
+    ARK_ASSERT_EQ(first_length, 7); /* "x\",y" with its quotes: the comma is quoted */
     const char *cursor = value, *element;
     size_t length;
     const char *expected[] = {"a", "\"b,c\"", "d"};
@@ -213,11 +232,23 @@ ARK_TEST(accept_encoding_gzip_detection)
         const char *value;
         bool gzip;
     } cases[] = {
-        {"gzip", true},         {"GZIP", true},      {"deflate, gzip;q=0.5", true},
-        {"x-gzip", true},       {"gzip;q=0", false}, {"gzip; q=0.000", false},
-        {"gzip;q=0.001", true}, {"*", true},         {"*;q=0", false},
-        {"*, gzip;q=0", false}, {"identity", false}, {"", false},
-        {"br, deflate", false}, {"gzipx", false},    {"gzip;level=1;q=1.0", true},
+        {"gzip", true},
+        {"GZIP", true},
+        {"deflate, gzip;q=0.5", true},
+        {"x-gzip", true},
+        {"gzip;q=0", false},
+        {"gzip; q=0.000", false},
+        {"gzip;q=0.001", true},
+        {"*", true},
+        {"*;q=0", false},
+        {"*, gzip;q=0", false},
+        {"identity", false},
+        {"", false},
+        {"br, deflate", false},
+        {"gzipx", false},
+        {"gzip;level=1;q=1.0", true},
+        {"gzip ; q = 0", false},
+        {"deflate;q=0.5, GZip ;Q=0.2", true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         ARK_ASSERT_MSG(ark_http_accepts_gzip(cases[i].value, strlen(cases[i].value)) ==
@@ -317,6 +348,8 @@ ARK_TEST(response_head_and_chunked_body_serialize)
 
     ark_http_buffer_consume(&buffer, 9);
     ARK_ASSERT(memcmp(buffer.data, "200 OK\r\n", 8) == 0);
+    ark_http_buffer_consume(&buffer, buffer.length + 1);
+    ARK_ASSERT_EQ(buffer.length, 0);
     ark_http_buffer_free(&buffer);
     ARK_ASSERT(buffer.data == NULL && buffer.length == 0);
 }

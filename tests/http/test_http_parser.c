@@ -198,6 +198,9 @@ ARK_TEST(header_fields_are_ranges_of_the_input)
     ARK_ASSERT_EQ(first, 1);
     ARK_ASSERT_EQ(ark_http_request_find_header(&parser, input, "x-a", (size_t)first + 1), 2);
     ARK_ASSERT_EQ(ark_http_request_find_header(&parser, input, "x-b", 0), -1);
+    /* a complete head keeps its answer: calling again returns the same length */
+    ssize_t again = ark_http_request_parse(&parser, input, strlen(input));
+    ARK_ASSERT_EQ(again, (ssize_t)strlen(input));
 }
 
 /* ---- Rejections, each with the status a server must answer ---- */
