@@ -35,8 +35,9 @@
 #define ACO_TSAN 1
 #include <sanitizer/tsan_interface.h>
 #endif
-#if __has_include(<valgrind/valgrind.h>)
+#if __has_include(<valgrind/valgrind.h>) && __has_include(<valgrind/memcheck.h>)
 #define ACO_VALGRIND 1
+#include <valgrind/memcheck.h>
 #include <valgrind/valgrind.h>
 #endif
 
@@ -173,8 +174,9 @@ aco_share_stack_t *aco_share_stack_new(size_t sz)
     size_t size = sz ? sz : ACO_SHARE_STACK_DEFAULT_SIZE;
     if (size < ACO_MIN_STACK_SIZE)
         size = ACO_MIN_STACK_SIZE;
-    if (size > SIZE_MAX / 2)
-        aco_fail("aco_share_stack_new: size %zu is too large", sz);
+    /* Save stack sizes are kept in 32 bits. */
+    if (size > ((size_t)1 << 31))
+        aco_fail("aco_share_stack_new: size %zu is too large (at most 2 GiB)", sz);
     size = (size + page - 1) & ~(page - 1);
     size_t guard = (ACO_SHARE_STACK_GUARD_SIZE + page - 1) & ~(page - 1);
     size_t mapping_size = size + guard;
@@ -372,9 +374,13 @@ __attribute__((noinline)) static void aco_take_stack(aco_share_stack_t *s, aco_t
     if (s->owner)
         aco_save(s, s->owner);
     size_t bytes = co->saved_bytes_last;
-    if (bytes)
+    if (bytes) {
+#ifdef ACO_VALGRIND
+        /* Memcheck marked what lies below the previous owner's stack pointer inaccessible. */
+        VALGRIND_MAKE_MEM_UNDEFINED(s->copy_top - bytes, bytes);
+#endif
         aco_copy_stack(s->copy_top - bytes, co->save_stack, bytes);
-    else
+    } else
         aco_switch_place_new(s->copy_top);
     s->owner = co;
 }
