@@ -208,8 +208,10 @@ static void bench_copy(void)
                   {8232, 270.93, 358.45}};
     printf("2. Shared-stack copy cost: one aco_resume = save the other co + restore this one\n");
     printf("   + round trip (two cos alternating on one stack)\n");
+    printf("   libaco: figures measured earlier on this machine (research/coroutines.md, 5);\n"
+           "   it cannot run in this process\n");
     printf("   %-24s %10s %10s   %-28s\n", "saved bytes", "median ns", "min ns",
-           "libaco here (min / median)");
+           "libaco (min / median)");
     struct copy_result alone = measure_copy(0, 1);
     printf("   %-24s %10.2f %10.2f   %s\n", "0 (alone: no copy)", alone.median_ns, alone.min_ns,
            "");

@@ -133,8 +133,9 @@ static void aco_thread_exit(void *unused)
 {
     (void)unused;
     struct aco_thread_state *t = &aco_thread;
-    /* Cos still alive keep the thread's stack and main co alive (they leak). */
-    if (t->live_cos != 0)
+    /* Cos still alive (or a thread ending inside a co) keep the thread's stack and main co
+     * alive: they leak rather than dangle. */
+    if (t->live_cos != 0 || t->current != t->main_co)
         return;
     aco_thread_cleanup();
 }

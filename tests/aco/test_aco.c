@@ -667,10 +667,12 @@ ARK_TEST(threads_each_run_their_own_cos)
 
 struct overflow_setup {
     size_t bytes_past_bottom;
+    int read_only; /* only read the far end (the guard is not even readable) */
 };
 
 static aco_share_stack_t *overflow_neighbour;
 static volatile size_t overflow_bytes_past_bottom;
+static volatile int overflow_read_only;
 
 #define NEIGHBOUR_CHECKED_BYTES (64 << 10)
 
@@ -705,7 +707,10 @@ void overflow_co_function(void)
     size_t room = (size_t)(&here - stack->bottom);
     char *frame = alloca(room + overflow_bytes_past_bottom);
     ESCAPE(frame);
-    frame[0] = 1;
+    if (overflow_read_only)
+        fprintf(stderr, "read %d\n", *(volatile char *)frame);
+    else
+        frame[0] = 1;
     ESCAPE(frame);
     aco_exit();
 }
@@ -722,6 +727,7 @@ static void overflow_in_child(void *argument)
     memset(overflow_neighbour->bottom + overflow_neighbour->size - NEIGHBOUR_CHECKED_BYTES, 0xA5,
            NEIGHBOUR_CHECKED_BYTES);
     overflow_bytes_past_bottom = setup->bytes_past_bottom;
+    overflow_read_only = setup->read_only;
 
     static char alternate_stack[64 << 10];
     stack_t alternate = {.ss_sp = alternate_stack, .ss_size = sizeof(alternate_stack)};
@@ -738,10 +744,10 @@ static void overflow_in_child(void *argument)
     fprintf(stderr, "overflow was not caught\n");
 }
 
-static void assert_overflow_caught(size_t bytes_past_bottom)
+static void assert_overflow_caught(size_t bytes_past_bottom, int read_only)
 {
     char text[4096];
-    struct overflow_setup setup = {bytes_past_bottom};
+    struct overflow_setup setup = {bytes_past_bottom, read_only};
     int status = ark_test_run_in_child(overflow_in_child, &setup, text, sizeof(text));
     ARK_ASSERT_MSG(strstr(text, "not caught") == NULL, "%s", text);
     ARK_ASSERT_MSG(strstr(text, "CORRUPTED") == NULL, "%s", text);
@@ -759,12 +765,17 @@ static void assert_overflow_caught(size_t bytes_past_bottom)
 
 ARK_TEST(overflow_by_one_kilobyte_hits_the_guard)
 {
-    assert_overflow_caught(1 << 10);
+    assert_overflow_caught(1 << 10, 0);
 }
 
 ARK_TEST(overflow_by_a_large_frame_hits_the_guard)
 {
-    assert_overflow_caught(ACO_SHARE_STACK_GUARD_SIZE - 4096);
+    assert_overflow_caught(ACO_SHARE_STACK_GUARD_SIZE - 4096, 0);
+}
+
+ARK_TEST(reading_past_the_stack_hits_the_guard)
+{
+    assert_overflow_caught(8 << 10, 1);
 }
 
 /* ---- Misuse is reported by name ---- */
