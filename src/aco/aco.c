@@ -65,6 +65,11 @@ struct aco_sanitizer_state {
 #define ACO_EXTRA_BYTES 0
 #endif
 
+/*
+ * initial-exec: resume and yield reach it with one %fs-relative access instead of a call to
+ * __tls_get_addr. The state is small enough for glibc's static TLS reserve even when the
+ * library is loaded with dlopen.
+ */
 static __thread struct aco_thread_state aco_thread __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t aco_thread_exit_key;
@@ -184,7 +189,7 @@ aco_share_stack_t *aco_share_stack_new(size_t sz)
     /* Reserve everything inaccessible, then open the usable part: the guard stays PROT_NONE
      * so that reads and writes into it both fault. */
     void *mapping =
-        mmap(NULL, mapping_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        mmap(NULL, mapping_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (mapping == MAP_FAILED)
         aco_fail("aco_share_stack_new: cannot map %zu bytes", mapping_size);
     char *bottom = (char *)mapping + guard;
@@ -405,8 +410,6 @@ aco_t *aco_create(aco_t *main_co, aco_share_stack_t *sstk, size_t save_stack_sz,
     if (main_co == NULL) {
         if (sstk || fp)
             aco_fail("aco_create: a main co (main_co NULL) takes no share stack and no function");
-        if (t->current != t->main_co)
-            aco_fail("aco_create: creating a main co from inside a co");
         return aco_reference_main_co(t);
     }
     if (main_co != t->main_co)

@@ -594,6 +594,55 @@ ARK_TEST(stack_depth_query_follows_the_co)
     ARK_ASSERT(aco_get_co() == NULL);
 }
 
+/* ---- Cos created by cos ---- */
+
+struct spawner {
+    aco_t *child;
+    aco_t *main_seen;
+    int child_ran;
+};
+
+void child_co_function(void);
+void spawner_co_function(void);
+
+void child_co_function(void)
+{
+    struct spawner *state = aco_get_arg();
+    state->child_ran = 1;
+    aco_exit();
+}
+
+void spawner_co_function(void)
+{
+    struct spawner *state = aco_get_arg();
+    /* Creating is allowed inside a co; only resuming must come from the main co. */
+    state->main_seen = aco_create(NULL, NULL, 0, NULL, NULL);
+    state->child =
+        aco_create(state->main_seen, aco_get_co()->share_stack, 0, child_co_function, state);
+    aco_yield();
+    aco_exit();
+}
+
+ARK_TEST(cos_can_create_cos_for_the_main_co_to_run)
+{
+    aco_t *main_co = aco_create(NULL, NULL, 0, NULL, NULL);
+    aco_share_stack_t *stack = aco_share_stack_new(0);
+    struct spawner state = {0};
+    aco_t *spawner = aco_create(main_co, stack, 0, spawner_co_function, &state);
+    aco_resume(spawner);
+    ARK_ASSERT(state.main_seen == main_co);
+    ARK_ASSERT(state.child != NULL);
+    aco_resume(state.child);
+    ARK_ASSERT_EQ(state.child_ran, 1);
+    aco_resume(spawner);
+    ARK_ASSERT(spawner->is_end && state.child->is_end);
+    aco_destroy(state.child);
+    aco_destroy(spawner);
+    aco_share_stack_destroy(stack);
+    aco_destroy(main_co); /* the reference taken inside the co */
+    aco_destroy(main_co);
+}
+
 /* ---- Many threads, each with its own cos ---- */
 
 #define THREADS       4
