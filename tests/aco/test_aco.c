@@ -6,9 +6,11 @@
 #include "ark_test.h"
 
 #include "aco/aco_internal.h"
+#include "aco/aco_switch.h"
 
 #include <aco/aco.h>
 #include <alloca.h>
+#include <execinfo.h>
 #include <fenv.h>
 #include <pthread.h>
 #include <signal.h>
@@ -592,6 +594,66 @@ ARK_TEST(stack_depth_query_follows_the_co)
     aco_destroy(co);
     aco_thread_cleanup();
     ARK_ASSERT(aco_get_co() == NULL);
+}
+
+/* ---- Unwinding ---- */
+
+struct unwinding {
+    int frames;
+    void *outermost;
+};
+
+void backtrace_co_function(void);
+
+__attribute__((noinline)) static void take_backtrace(struct unwinding *state)
+{
+    void *frames[64];
+    state->frames = backtrace(frames, 64);
+    state->outermost = state->frames > 0 ? frames[state->frames - 1] : NULL;
+    ESCAPE(frames);
+}
+
+void backtrace_co_function(void)
+{
+    take_backtrace(aco_get_arg());
+    aco_yield(); /* and once more after a swap */
+    take_backtrace(aco_get_arg());
+    aco_exit();
+}
+
+static void assert_ends_at_entry(const struct unwinding *state)
+{
+    /* take_backtrace, the co function, the entry trampoline: and nothing past it. */
+    ARK_ASSERT_GE(state->frames, 3);
+    ARK_ASSERT_LT(state->frames, 8);
+    uintptr_t entry = (uintptr_t)aco_switch_entry, outermost = (uintptr_t)state->outermost;
+    ARK_ASSERT_MSG(outermost > entry && outermost < entry + 64,
+                   "outermost frame %p is not in the entry trampoline %p", state->outermost,
+                   (void *)aco_switch_entry);
+}
+
+ARK_TEST(backtraces_in_a_co_end_at_its_entry)
+{
+    aco_t *main_co = aco_create(NULL, NULL, 0, NULL, NULL);
+    aco_share_stack_t *stack = aco_share_stack_new(0);
+    struct unwinding state = {0};
+    aco_t *co = aco_create(main_co, stack, 0, backtrace_co_function, &state);
+    aco_t *other = aco_create(main_co, stack, 0, yield_forever_co_function, NULL);
+#if defined(__x86_64__)
+    /* Where an unwinder without the trampoline's unwind info would look for a return
+     * address: make it plausible, so only that unwind info can stop the walk. */
+    ((void **)stack->copy_top)[1] = (char *)(uintptr_t)take_backtrace + 4;
+#endif
+    aco_resume(co);
+    assert_ends_at_entry(&state);
+    aco_resume(other);
+    memset(&state, 0, sizeof(state));
+    aco_resume(co);
+    assert_ends_at_entry(&state);
+    aco_destroy(co);
+    aco_destroy(other);
+    aco_share_stack_destroy(stack);
+    aco_destroy(main_co);
 }
 
 /* ---- Cos created by cos ---- */
