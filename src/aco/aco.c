@@ -705,8 +705,9 @@ size_t aco_get_stack_depth(void)
     aco_t *co = aco_thread.current;
     if (co == NULL || co->share_stack == NULL)
         return 0;
-    char here;
-    __asm__ volatile("" : : "r"(&here) : "memory");
+    /* The frame address, not a local's: under ASan's use-after-return mode locals live on a
+     * separate "fake" stack. */
+    char *here = __builtin_frame_address(0);
     char *top = co->share_stack->copy_top;
-    return top > &here ? (size_t)(top - &here) : 0;
+    return top > here ? (size_t)(top - here) : 0;
 }
