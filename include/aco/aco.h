@@ -121,7 +121,7 @@ ARK_EXTERN void aco_thread_init(aco_cofuncp_t last_word_co_fp);
 
 /*
  * Creates a share stack of at least `sz` usable bytes (0: ACO_SHARE_STACK_DEFAULT_SIZE;
- * rounded up to whole pages, at least 16 KiB), with an inaccessible guard region of
+ * rounded up to whole pages, at least 16 KiB, at most 2 GiB), with an inaccessible guard region of
  * ACO_SHARE_STACK_GUARD_SIZE below it. It belongs to the calling thread. Memory is reserved,
  * pages are used only when touched. Aborts with a message if the mapping fails.
  */

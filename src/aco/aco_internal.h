@@ -18,7 +18,8 @@ struct aco_share_stack {
     char *copy_top;                  /* cos' live bytes are [their saved sp, copy_top) */
     aco_t *owner;                    /* the co whose frames are on the stack now, or NULL */
     struct aco_thread_state *thread; /* the owner thread */
-    void *mapping;                   /* the whole mapping, guard included */
+    aco_t *main_co; /* the owner thread's main co, once a co was created on the stack */
+    void *mapping;  /* the whole mapping, guard included */
     size_t mapping_size;
     size_t users; /* cos created on this stack and not yet destroyed */
     unsigned valgrind_stack_id;

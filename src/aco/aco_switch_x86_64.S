@@ -12,6 +12,8 @@
     .p2align 4
 aco_switch:
     .cfi_startproc
+    stmxcsr 56(%rdi)
+    fnstcw  60(%rdi)
     /* rsp points at our return address, which stays on the stack. */
     movq    %rsp, 0(%rdi)
     movq    %rbx, 8(%rdi)
@@ -20,20 +22,20 @@ aco_switch:
     movq    %r13, 32(%rdi)
     movq    %r14, 40(%rdi)
     movq    %r15, 48(%rdi)
-    stmxcsr 56(%rdi)
-    fnstcw  60(%rdi)
 
+    /* Fetch where to continue first, so the jump target is known early. */
+    movq    0(%rsi), %rdx
+    movq    (%rdx), %rax
+    ldmxcsr 56(%rsi)
+    fldcw   60(%rsi)
     movq    8(%rsi), %rbx
     movq    16(%rsi), %rbp
     movq    24(%rsi), %r12
     movq    32(%rsi), %r13
     movq    40(%rsi), %r14
     movq    48(%rsi), %r15
-    ldmxcsr 56(%rsi)
-    fldcw   60(%rsi)
-    movq    0(%rsi), %rsp
+    leaq    8(%rdx), %rsp
     /* Leave by an indirect jump: a `ret` into another context would always mispredict. */
-    popq    %rax
     jmpq    *%rax
     .cfi_endproc
     .size aco_switch, .-aco_switch

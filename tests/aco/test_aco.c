@@ -6,9 +6,11 @@
 #include "ark_test.h"
 
 #include "aco/aco_internal.h"
+#include "aco/aco_switch.h"
 
 #include <aco/aco.h>
 #include <alloca.h>
+#include <execinfo.h>
 #include <fenv.h>
 #include <pthread.h>
 #include <signal.h>
@@ -594,6 +596,115 @@ ARK_TEST(stack_depth_query_follows_the_co)
     ARK_ASSERT(aco_get_co() == NULL);
 }
 
+/* ---- Unwinding ---- */
+
+struct unwinding {
+    int frames;
+    void *outermost;
+};
+
+void backtrace_co_function(void);
+
+__attribute__((noinline)) static void take_backtrace(struct unwinding *state)
+{
+    void *frames[64];
+    state->frames = backtrace(frames, 64);
+    state->outermost = state->frames > 0 ? frames[state->frames - 1] : NULL;
+    ESCAPE(frames);
+}
+
+void backtrace_co_function(void)
+{
+    take_backtrace(aco_get_arg());
+    aco_yield(); /* and once more after a swap */
+    take_backtrace(aco_get_arg());
+    aco_exit();
+}
+
+static void assert_ends_at_entry(const struct unwinding *state)
+{
+    /* take_backtrace, the co function, the entry trampoline: and nothing past it. */
+    ARK_ASSERT_GE(state->frames, 3);
+    ARK_ASSERT_LT(state->frames, 8);
+    uintptr_t entry = (uintptr_t)aco_switch_entry, outermost = (uintptr_t)state->outermost;
+    ARK_ASSERT_MSG(outermost > entry && outermost < entry + 64,
+                   "outermost frame %p is not in the entry trampoline %p", state->outermost,
+                   (void *)aco_switch_entry);
+}
+
+ARK_TEST(backtraces_in_a_co_end_at_its_entry)
+{
+    aco_t *main_co = aco_create(NULL, NULL, 0, NULL, NULL);
+    aco_share_stack_t *stack = aco_share_stack_new(0);
+    struct unwinding state = {0};
+    aco_t *co = aco_create(main_co, stack, 0, backtrace_co_function, &state);
+    aco_t *other = aco_create(main_co, stack, 0, yield_forever_co_function, NULL);
+#if defined(__x86_64__)
+    /* Where an unwinder without the trampoline's unwind info would look for a return
+     * address: make it plausible, so only that unwind info can stop the walk. */
+    ((void **)stack->copy_top)[1] = (char *)(uintptr_t)take_backtrace + 4;
+#endif
+    aco_resume(co);
+    assert_ends_at_entry(&state);
+    aco_resume(other);
+    memset(&state, 0, sizeof(state));
+    aco_resume(co);
+    assert_ends_at_entry(&state);
+    aco_destroy(co);
+    aco_destroy(other);
+    aco_share_stack_destroy(stack);
+    aco_destroy(main_co);
+}
+
+/* ---- Cos created by cos ---- */
+
+struct spawner {
+    aco_t *child;
+    aco_t *main_seen;
+    int child_ran;
+};
+
+void child_co_function(void);
+void spawner_co_function(void);
+
+void child_co_function(void)
+{
+    struct spawner *state = aco_get_arg();
+    state->child_ran = 1;
+    aco_exit();
+}
+
+void spawner_co_function(void)
+{
+    struct spawner *state = aco_get_arg();
+    /* Creating is allowed inside a co; only resuming must come from the main co. */
+    state->main_seen = aco_create(NULL, NULL, 0, NULL, NULL);
+    state->child =
+        aco_create(state->main_seen, aco_get_co()->share_stack, 0, child_co_function, state);
+    aco_yield();
+    aco_exit();
+}
+
+ARK_TEST(cos_can_create_cos_for_the_main_co_to_run)
+{
+    aco_t *main_co = aco_create(NULL, NULL, 0, NULL, NULL);
+    aco_share_stack_t *stack = aco_share_stack_new(0);
+    struct spawner state = {0};
+    aco_t *spawner = aco_create(main_co, stack, 0, spawner_co_function, &state);
+    aco_resume(spawner);
+    ARK_ASSERT(state.main_seen == main_co);
+    ARK_ASSERT(state.child != NULL);
+    aco_resume(state.child);
+    ARK_ASSERT_EQ(state.child_ran, 1);
+    aco_resume(spawner);
+    ARK_ASSERT(spawner->is_end && state.child->is_end);
+    aco_destroy(state.child);
+    aco_destroy(spawner);
+    aco_share_stack_destroy(stack);
+    aco_destroy(main_co); /* the reference taken inside the co */
+    aco_destroy(main_co);
+}
+
 /* ---- Many threads, each with its own cos ---- */
 
 #define THREADS       4
@@ -667,10 +778,12 @@ ARK_TEST(threads_each_run_their_own_cos)
 
 struct overflow_setup {
     size_t bytes_past_bottom;
+    int read_only; /* only read the far end (the guard is not even readable) */
 };
 
 static aco_share_stack_t *overflow_neighbour;
 static volatile size_t overflow_bytes_past_bottom;
+static volatile int overflow_read_only;
 
 #define NEIGHBOUR_CHECKED_BYTES (64 << 10)
 
@@ -705,7 +818,10 @@ void overflow_co_function(void)
     size_t room = (size_t)(&here - stack->bottom);
     char *frame = alloca(room + overflow_bytes_past_bottom);
     ESCAPE(frame);
-    frame[0] = 1;
+    if (overflow_read_only)
+        fprintf(stderr, "read %d\n", *(volatile char *)frame);
+    else
+        frame[0] = 1;
     ESCAPE(frame);
     aco_exit();
 }
@@ -722,6 +838,7 @@ static void overflow_in_child(void *argument)
     memset(overflow_neighbour->bottom + overflow_neighbour->size - NEIGHBOUR_CHECKED_BYTES, 0xA5,
            NEIGHBOUR_CHECKED_BYTES);
     overflow_bytes_past_bottom = setup->bytes_past_bottom;
+    overflow_read_only = setup->read_only;
 
     static char alternate_stack[64 << 10];
     stack_t alternate = {.ss_sp = alternate_stack, .ss_size = sizeof(alternate_stack)};
@@ -738,10 +855,10 @@ static void overflow_in_child(void *argument)
     fprintf(stderr, "overflow was not caught\n");
 }
 
-static void assert_overflow_caught(size_t bytes_past_bottom)
+static void assert_overflow_caught(size_t bytes_past_bottom, int read_only)
 {
     char text[4096];
-    struct overflow_setup setup = {bytes_past_bottom};
+    struct overflow_setup setup = {bytes_past_bottom, read_only};
     int status = ark_test_run_in_child(overflow_in_child, &setup, text, sizeof(text));
     ARK_ASSERT_MSG(strstr(text, "not caught") == NULL, "%s", text);
     ARK_ASSERT_MSG(strstr(text, "CORRUPTED") == NULL, "%s", text);
@@ -759,12 +876,17 @@ static void assert_overflow_caught(size_t bytes_past_bottom)
 
 ARK_TEST(overflow_by_one_kilobyte_hits_the_guard)
 {
-    assert_overflow_caught(1 << 10);
+    assert_overflow_caught(1 << 10, 0);
 }
 
 ARK_TEST(overflow_by_a_large_frame_hits_the_guard)
 {
-    assert_overflow_caught(ACO_SHARE_STACK_GUARD_SIZE - 4096);
+    assert_overflow_caught(ACO_SHARE_STACK_GUARD_SIZE - 4096, 0);
+}
+
+ARK_TEST(reading_past_the_stack_hits_the_guard)
+{
+    assert_overflow_caught(8 << 10, 1);
 }
 
 /* ---- Misuse is reported by name ---- */
