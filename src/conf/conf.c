@@ -257,7 +257,7 @@ static xmlNodePtr find_value_node(mtev_conf_section_t section, const char *path)
         return found;
     }
     /* Walk from the section up: the nearest definition wins. */
-    int bare_name = strpbrk(path, "/@[(*:") == NULL;
+    int bare_name = strpbrk(path, "/@[(*:.") == NULL;
     size_t expression_size = 2 * strlen(path) + 16;
     char *attribute_path = malloc(expression_size);
     if (!attribute_path)
