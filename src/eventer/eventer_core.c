@@ -1181,6 +1181,7 @@ static int create_loop(struct eventer_loop *loop, int index)
     snprintf(loop->name, sizeof(loop->name), "loop/%d", index);
     loop->wakeup_fd = -1;
     loop->poller.kernel_fd = -1;
+    loop->timer_base_us = eventer_impl_now_us();
     pthread_mutex_init(&loop->command_lock, NULL);
     if (eventer_poller_create(&loop->poller) < 0) {
         mtevL(eventer_impl_error, "eventer_init: cannot create a poller: %s\n", strerror(errno));

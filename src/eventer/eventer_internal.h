@@ -90,9 +90,9 @@ struct eventer_command {
     void *argument;
 };
 
+/* 16 bytes: four siblings share one cache line (see eventer_timers.c). */
 struct eventer_timer_node {
-    uint64_t at_us;
-    uint64_t sequence;
+    uint64_t key; /* (deadline - timer_base_us) << 20 | insertion sequence (20 bits) */
     eventer_t event;
 };
 
@@ -104,9 +104,11 @@ struct eventer_loop {
     int wakeup_fd;
 
     /* Owner-thread state. */
-    struct eventer_timer_node *heap; /* 4-ary min-heap ordered by (at_us, sequence) */
+    struct eventer_timer_node *heap; /* 4-ary min-heap on `key` (eventer_timers.c) */
+    void *heap_allocation;           /* what `heap` points into (aligned storage) */
     uint32_t heap_count, heap_capacity;
     uint64_t timer_sequence;
+    uint64_t timer_base_us; /* deadlines are stored relative to this */
     eventer_t *recurrent;
     uint32_t recurrent_count, recurrent_capacity;
     int recurrent_holes; /* removed slots (NULL) awaiting compaction */
