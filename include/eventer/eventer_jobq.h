@@ -1,0 +1,115 @@
+/*
+ * Job queues: named pools of threads that run asynchronous events, under libmtev's names.
+ * Included by <eventer/eventer.h>.
+ *
+ * An asynchronous event (eventer_alloc_asynch()) added to a queue goes through three phases,
+ * each exactly once: WORK (on a queue thread; skipped if the job's deadline passed before it
+ * started), CLEANUP (on a queue thread, always), COMPLETE (on the event's owner loop thread;
+ * returning 0 frees the event). The callback's `mask` is the phase; at COMPLETE it is the
+ * event's own mask (EVENTER_ASYNCH_COMPLETE plus any CANCEL bits).
+ *
+ * A queue has: a concurrency (threads it may run, started on demand), a floor (idle threads
+ * it keeps; others exit after an idle period), min/max bounds on the concurrency, a backlog
+ * limit honoured by the eventer_try_add_asynch*() calls, FIFO or LIFO order, and
+ * subqueues: jobs carry a 64-bit subqueue id and the queue takes one job from each non-empty
+ * subqueue in turn, so one busy subqueue cannot starve the others.
+ *
+ * Deadlines: a job whose deadline (`whence`) passed before it started skips WORK. With
+ * EVENTER_CANCEL_DEFERRED in its mask a job still in WORK at its deadline is cancelled with
+ * pthread_cancel() at its next cancellation point (sleep, read, ...); with
+ * EVENTER_CANCEL_ASYNCH or EVENTER_EVIL_BRUTAL anywhere (the WORK code must then be
+ * async-cancel-safe). The job thread exits; CLEANUP and COMPLETE still run once each.
+ *
+ * The memory-safety setting (gc/cs/none) is accepted for compatibility and has no effect.
+ * Queues live until eventer_cleanup() (eventer_loop() returning).
+ * All functions are safe from any thread.
+ */
+#ifndef EVENTER_EVENTER_JOBQ_H
+#define EVENTER_EVENTER_JOBQ_H
+
+#include <eventer/eventer.h>
+
+ARK_BEGIN_DECLS
+
+/* A job queue (opaque). */
+typedef struct _eventer_jobq eventer_jobq_t;
+
+/* Accepted for libmtev compatibility; no effect. */
+typedef enum {
+    EVENTER_JOBQ_MS_NONE = 0,
+    EVENTER_JOBQ_MS_CS = 1,
+    EVENTER_JOBQ_MS_GC = 2
+} eventer_jobq_memory_safety_t;
+
+/*
+ * Returns the queue called `name`, creating it (concurrency 1, floor 0, no backlog limit,
+ * FIFO) if needed. Returns NULL before eventer_init() or when memory is exhausted.
+ */
+ARK_EXTERN eventer_jobq_t *eventer_jobq_create(const char *name);
+/* eventer_jobq_create() with a memory-safety setting (no effect). */
+ARK_EXTERN eventer_jobq_t *eventer_jobq_create_ms(const char *name,
+                                                  eventer_jobq_memory_safety_t safety);
+/* The queue called `name`, or NULL. */
+ARK_EXTERN eventer_jobq_t *eventer_jobq_retrieve(const char *name);
+/*
+ * The queue that carries completions back to e's owner loop thread. It runs no threads;
+ * it is returned for introspection (name, backlog) only.
+ */
+ARK_EXTERN eventer_jobq_t *eventer_default_backq(eventer_t e);
+/* The default job queue ("default_queue"). */
+ARK_EXTERN eventer_jobq_t *eventer_default_jobq(void);
+
+ARK_EXTERN const char *eventer_jobq_get_queue_name(eventer_jobq_t *queue);
+/* Sets a short name used for thread names (copied). */
+ARK_EXTERN void eventer_jobq_set_shortname(eventer_jobq_t *queue, const char *name);
+ARK_EXTERN void eventer_jobq_set_lifo(eventer_jobq_t *queue, mtev_boolean lifo);
+ARK_EXTERN mtev_boolean eventer_jobq_get_lifo(eventer_jobq_t *queue);
+/* Sets the number of threads the queue may run (clamped to min/max, at least 1). */
+ARK_EXTERN void eventer_jobq_set_concurrency(eventer_jobq_t *queue, uint32_t concurrency);
+ARK_EXTERN uint32_t eventer_jobq_get_concurrency(eventer_jobq_t *queue);
+/* Sets the number of idle threads kept (at most the concurrency). */
+ARK_EXTERN void eventer_jobq_set_floor(eventer_jobq_t *queue, uint32_t floor);
+ARK_EXTERN uint32_t eventer_jobq_get_floor(eventer_jobq_t *queue);
+/* Sets bounds for the concurrency (0 = unbounded max). */
+ARK_EXTERN void eventer_jobq_set_min_max(eventer_jobq_t *queue, uint32_t min, uint32_t max);
+ARK_EXTERN void eventer_jobq_get_min_max(eventer_jobq_t *queue, uint32_t *min, uint32_t *max);
+/* Sets the backlog limit for eventer_try_add_asynch*() (0 = none). */
+ARK_EXTERN void eventer_jobq_set_max_backlog(eventer_jobq_t *queue, uint32_t max_backlog);
+ARK_EXTERN uint32_t eventer_jobq_get_max_backlog(eventer_jobq_t *queue);
+/* Jobs queued and not yet started. */
+ARK_EXTERN uint32_t eventer_jobq_get_backlog(eventer_jobq_t *queue);
+/* Jobs started and not yet past CLEANUP. */
+ARK_EXTERN uint32_t eventer_jobq_get_inflight(eventer_jobq_t *queue);
+ARK_EXTERN eventer_jobq_memory_safety_t eventer_jobq_get_memory_safety(eventer_jobq_t *queue);
+/* The asynch event whose WORK or CLEANUP runs on the calling thread, or NULL. */
+ARK_EXTERN eventer_t eventer_jobq_inflight(void);
+
+/*
+ * Queues asynchronous event `e` (mask must include EVENTER_ASYNCH; fatal otherwise) on
+ * `queue` (NULL = default queue). The eventer owns the reference. If e's owner is not a loop
+ * thread, COMPLETE runs on loop thread 0. Called from inside a job, the new job inherits the
+ * current job's subqueue.
+ */
+ARK_EXTERN void eventer_add_asynch(eventer_jobq_t *queue, eventer_t e);
+/* eventer_add_asynch() on subqueue `id`. */
+ARK_EXTERN void eventer_add_asynch_subqueue(eventer_jobq_t *queue, eventer_t e, uint64_t id);
+/*
+ * From inside a WORK phase only (fatal elsewhere): queues `e` as a dependency of the
+ * current job, which does not complete until `e` has passed its CLEANUP.
+ */
+ARK_EXTERN void eventer_add_asynch_dep(eventer_jobq_t *queue, eventer_t e);
+ARK_EXTERN void eventer_add_asynch_dep_subqueue(eventer_jobq_t *queue, eventer_t e, uint64_t id);
+/*
+ * Like eventer_add_asynch*(), but refuses (returns false, and the caller still owns `e`)
+ * when the queue's backlog is at its limit or the eventer is shutting down.
+ */
+ARK_EXTERN mtev_boolean eventer_try_add_asynch(eventer_jobq_t *queue, eventer_t e);
+ARK_EXTERN mtev_boolean eventer_try_add_asynch_subqueue(eventer_jobq_t *queue, eventer_t e,
+                                                        uint64_t id);
+ARK_EXTERN mtev_boolean eventer_try_add_asynch_dep(eventer_jobq_t *queue, eventer_t e);
+ARK_EXTERN mtev_boolean eventer_try_add_asynch_dep_subqueue(eventer_jobq_t *queue, eventer_t e,
+                                                            uint64_t id);
+
+ARK_END_DECLS
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * The POSIX fd opset (plain system calls on non-blocking descriptors) and the eventer_read/
+ * write/accept/close entry points that dispatch through an event's opset.
+ */
+#include "eventer/eventer_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int posix_accept(int fd, struct sockaddr *address, socklen_t *length, int *mask,
+                        void *closure)
+{
+    (void)closure;
+    *mask = EVENTER_READ | EVENTER_EXCEPTION;
+    return accept4(fd, address, length, SOCK_CLOEXEC);
+}
+
+static int posix_read(int fd, void *buffer, size_t length, int *mask, void *closure)
+{
+    (void)closure;
+    *mask = EVENTER_READ | EVENTER_EXCEPTION;
+    return (int)read(fd, buffer, length);
+}
+
+static int posix_write(int fd, const void *buffer, size_t length, int *mask, void *closure)
+{
+    (void)closure;
+    *mask = EVENTER_WRITE | EVENTER_EXCEPTION;
+    return (int)write(fd, buffer, length);
+}
+
+static int posix_close(int fd, int *mask, void *closure)
+{
+    eventer_t e = closure;
+    *mask = 0;
+    if (fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    /* Unregister first, or a reused descriptor number would find this event. */
+    if (e && eventer_find_fd(fd) == e)
+        eventer_remove_fd(fd);
+    if (e)
+        e->fd = -1;
+    return close(fd);
+}
+
+static int generic_set_opset(void *closure, eventer_fd_opset_t opset)
+{
+    ((eventer_t)closure)->opset = opset;
+    return 0;
+}
+
+static void *generic_get_opset_ctx(void *closure)
+{
+    return ((eventer_t)closure)->opset_ctx;
+}
+
+static void generic_set_opset_ctx(void *closure, void *context)
+{
+    ((eventer_t)closure)->opset_ctx = context;
+}
+
+static struct _fd_opset posix_opset = {
+    .accept = posix_accept,
+    .read = posix_read,
+    .write = posix_write,
+    .close = posix_close,
+    .set_opset = generic_set_opset,
+    .get_opset_ctx = generic_get_opset_ctx,
+    .set_opset_ctx = generic_set_opset_ctx,
+    .name = "POSIX",
+};
+
+eventer_fd_opset_t eventer_POSIX_fd_opset = &posix_opset;
+
+int eventer_read(eventer_t e, void *buffer, size_t length, int *mask)
+{
+    int ignored;
+    return e->opset->read(e->fd, buffer, length, mask ? mask : &ignored, e);
+}
+
+int eventer_write(eventer_t e, const void *buffer, size_t length, int *mask)
+{
+    int ignored;
+    return e->opset->write(e->fd, buffer, length, mask ? mask : &ignored, e);
+}
+
+int eventer_accept(eventer_t e, struct sockaddr *address, socklen_t *length, int *mask)
+{
+    int ignored;
+    return e->opset->accept(e->fd, address, length, mask ? mask : &ignored, e);
+}
+
+int eventer_close(eventer_t e, int *mask)
+{
+    int ignored;
+    return e->opset->close(e->fd, mask ? mask : &ignored, e);
+}
+
+static int set_blocking_mode(int fd, int nonblocking)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -1;
+    int wanted = nonblocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+    if (wanted == flags)
+        return 0;
+    return fcntl(fd, F_SETFL, wanted) < 0 ? -1 : 0;
+}
+
+int eventer_set_fd_nonblocking(int fd)
+{
+    return set_blocking_mode(fd, 1);
+}
+
+int eventer_set_fd_blocking(int fd)
+{
+    return set_blocking_mode(fd, 0);
+}

@@ -1,0 +1,216 @@
+/*
+ * Private to the eventer and the layers built inside the library on top of it (the ACO glue,
+ * the adaptation host, the TLS opset): the event layout, the loop-thread structure, and the
+ * hooks those layers use. Not installed; may change with the library.
+ *
+ * Invariants:
+ *  - An event's callback, and its registration state (`mask` of a registered fd event, heap
+ *    position, recurrent slot), are touched only by its owner loop thread once it is added.
+ *    Other threads reach the owner through its command queue.
+ *  - `fd_table[fd]` (atomic) is the registered event for fd; it is stored only by whoever
+ *    registers or removes the fd, with release/acquire ordering, so a loop thread that reads
+ *    it sees the event's fields.
+ *  - `state` (atomic) says whether the eventer holds the event as a timer or a recurrent event;
+ *    removal claims it with a compare-and-swap, so exactly one of "fires" and "is removed"
+ *    happens.
+ *
+ * Hooks for other layers (all in this header):
+ *  - eventer_impl_current_loop() / eventer_impl_loop_index_of_event(): which loop thread.
+ *  - eventer_impl_run_on_loop(): run a function on a given loop thread.
+ *  - eventer_impl_register_wait_hooks(): before a loop thread waits (may lower the timeout)
+ *    and after it wakes.
+ *  - `aco_context` and EVENT_FLAG_ACO: the ACO layer converts an fd event by saving and
+ *    replacing its callback and opset (the eventer then calls the replacement, which resumes
+ *    the co-routine), storing its state in `aco_context` and setting EVENT_FLAG_ACO (which
+ *    makes eventer_set_owner() a no-op). eventer_impl_set_this_event() lets it swap the
+ *    "current event" when it switches co-routines.
+ *  - eventer_impl_dispatch_fd(): run an fd callback as the loop would (fold the mask).
+ */
+#ifndef ARK_EVENTER_INTERNAL_H
+#define ARK_EVENTER_INTERNAL_H
+
+#include <eventer/eventer.h>
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "eventer/poller.h"
+
+struct eventer_loop;
+struct eventer_job;
+
+/* The event is converted to an ACO event (see above). */
+#define EVENT_FLAG_ACO 0x1
+/* Registration of this fd failed once already; a second failure drops the event. */
+#define EVENT_FLAG_REGISTER_FAILED 0x2
+
+/* Values of `state`. */
+enum { EVENT_STATE_IDLE = 0, EVENT_STATE_TIMER = 1, EVENT_STATE_RECURRENT = 2 };
+
+struct _event {
+    /* The libmtev fields, in libmtev's order. */
+    eventer_func_t callback;
+    struct timeval whence;
+    int fd;
+    int mask;
+    eventer_fd_opset_t opset;
+    void *opset_ctx;
+    void *closure;
+    pthread_t thr_owner;
+    uint32_t refcnt; /* atomic */
+
+    /* Private. */
+    uint32_t state;                       /* atomic, EVENT_STATE_* */
+    uint32_t flags;                       /* EVENT_FLAG_*, owner thread only */
+    uint32_t heap_index;                  /* owner's timer heap position + 1; 0 = not in the heap */
+    struct eventer_loop *owner_loop;      /* loop of thr_owner, NULL if not a loop thread */
+    struct eventer_loop *registered_loop; /* whose poller holds the fd, owner thread only */
+    struct eventer_job *job;              /* asynch events: the job record */
+    void *aco_context;                    /* owned by the ACO layer */
+};
+
+/* A command queued to a loop thread by another thread. */
+enum eventer_command_kind {
+    COMMAND_ADD,       /* timer or recurrent event; holds a guard reference */
+    COMMAND_REMOVE,    /* drop a claimed timer/recurrent from the structures; guard ref */
+    COMMAND_UPDATE,    /* eventer_update(e, mask); guard reference */
+    COMMAND_TRIGGER,   /* eventer_trigger(e, mask); the eventer's reference */
+    COMMAND_COMPLETE,  /* an asynch job's COMPLETE phase */
+    COMMAND_RUN,       /* call function(argument) */
+    COMMAND_CANCELLED, /* an asynch job whose thread was cancelled: finish it */
+};
+
+struct eventer_command {
+    int kind;
+    int mask;
+    eventer_t event;
+    struct timeval whence; /* COMMAND_UPDATE with has_whence */
+    int has_whence;
+    void (*function)(void *argument);
+    void *argument;
+};
+
+/* 16 bytes: four siblings share one cache line (see eventer_timers.c). */
+struct eventer_timer_node {
+    uint64_t key; /* (deadline - timer_base_us) << 20 | insertion sequence (20 bits) */
+    eventer_t event;
+};
+
+struct eventer_loop {
+    int index;
+    pthread_t thread;
+    char name[32];
+    struct eventer_poller poller;
+    int wakeup_fd;
+
+    /* Owner-thread state. */
+    struct eventer_timer_node *heap; /* 4-ary min-heap on `key` (eventer_timers.c) */
+    void *heap_allocation;           /* what `heap` points into (aligned storage) */
+    uint32_t heap_count, heap_capacity;
+    uint64_t timer_sequence;
+    uint64_t timer_base_us; /* deadlines are stored relative to this */
+    eventer_t *recurrent;
+    uint32_t recurrent_count, recurrent_capacity;
+    int recurrent_holes; /* removed slots (NULL) awaiting compaction */
+    struct timeval now;
+    uint64_t now_us;
+
+    /* Filled by other threads under command_lock, swapped out by the owner. */
+    pthread_mutex_t command_lock;
+    struct eventer_command *commands;
+    uint32_t command_count, command_capacity;
+    struct eventer_command *draining;
+    uint32_t draining_capacity;
+
+    /* The completion "back queue" jobq object for introspection. */
+    struct _eventer_jobq *backq;
+};
+
+/* ---- shared between the eventer's files ---- */
+
+extern int eventer_impl_loop_count;
+extern struct eventer_loop *eventer_impl_loops;
+extern mtev_log_stream_t eventer_impl_error;
+extern mtev_log_stream_t eventer_impl_debug;
+
+/* The loop thread running the caller, or NULL. */
+struct eventer_loop *eventer_impl_current_loop(void);
+/* Index of e's owner loop (the loop an event falls back to when its owner is not one). */
+int eventer_impl_loop_index_of_event(eventer_t e);
+/* The loop that will run e's callbacks (never NULL once initialised). */
+struct eventer_loop *eventer_impl_loop_of_event(eventer_t e);
+/* Queues a command to `loop` and wakes it if needed. Any thread. */
+void eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_command *command);
+/* Wakes `loop` (writes its eventfd). Any thread. */
+void eventer_impl_wake(struct eventer_loop *loop);
+/* The current time in microseconds since the epoch (CLOCK_REALTIME). */
+uint64_t eventer_impl_now_us(void);
+/* True once eventer_init() succeeded and until eventer_cleanup(). */
+int eventer_impl_running(void);
+/* True after eventer_shutdown(). */
+int eventer_impl_stopping(void);
+
+/* Timers (eventer_timers.c), owner thread. */
+void eventer_impl_timer_insert(struct eventer_loop *loop, eventer_t e);
+void eventer_impl_timer_delete(struct eventer_loop *loop, eventer_t e);
+void eventer_impl_timer_rekey(struct eventer_loop *loop, eventer_t e);
+/* Fires due timers; returns the number fired. */
+int eventer_impl_timers_fire(struct eventer_loop *loop);
+/* Microseconds until the next timer (UINT64_MAX if none). */
+uint64_t eventer_impl_timers_next_wait(struct eventer_loop *loop);
+void eventer_impl_timers_release(struct eventer_loop *loop);
+
+/* Job queues (eventer_jobq.c). */
+int eventer_impl_jobq_init(void);
+void eventer_impl_jobq_complete(eventer_t e); /* owner loop: COMPLETE phase */
+void eventer_impl_jobq_discard(eventer_t e);  /* teardown: free a job without calling it */
+/* Finishes a job whose thread was cancelled (CLEANUP runs here). Owner loop, or teardown. */
+void eventer_impl_jobq_finish_cancelled(eventer_t e, int tearing_down);
+/* Teardown, in two steps: stop and join job threads; later free the queues. */
+void eventer_impl_jobq_stop(void);
+void eventer_impl_jobq_free(void);
+int eventer_impl_jobq_propset(const char *name, const char *value);
+struct _eventer_jobq *eventer_impl_backq_create(struct eventer_loop *loop);
+void eventer_impl_backq_destroy(struct _eventer_jobq *backq);
+
+/* Runs e's callback as the loop does and folds the returned mask. Owner thread only. */
+void eventer_impl_dispatch_fd(struct eventer_loop *loop, eventer_t e, int mask);
+/* Runs a timer or recurrent callback with bookkeeping (current event). */
+int eventer_impl_run_callback(eventer_t e, int mask, struct timeval *now);
+
+/* ---- hooks for the ACO layer and the adaptation host ---- */
+
+/*
+ * Runs `function(argument)` on loop thread `loop_index` at its next iteration (always
+ * queued, never run synchronously). Returns 0, or -1 if the index is invalid or the eventer
+ * is not running. Thread: any.
+ */
+int eventer_impl_run_on_loop(int loop_index, void (*function)(void *argument), void *argument);
+
+/*
+ * Called on a loop thread just before it waits for I/O. `*timeout_us` is how long it plans
+ * to wait (UINT64_MAX: until woken); the hook may lower it (never raise: raised values are
+ * ignored). Keep it short: it runs every iteration.
+ */
+typedef void (*eventer_pre_wait_hook_t)(void *closure, int loop_index, uint64_t *timeout_us);
+/* Called on a loop thread right after the wait returned `ready` descriptors. */
+typedef void (*eventer_post_wait_hook_t)(void *closure, int loop_index, int ready);
+
+/*
+ * Registers hooks run by loop thread `loop_index` (-1: every loop thread); either may be
+ * NULL. Returns a handle for eventer_impl_unregister_wait_hooks(), or -1 when the table
+ * (16 entries) is full. Thread: any; takes effect from the loops' next iteration.
+ */
+int eventer_impl_register_wait_hooks(int loop_index, eventer_pre_wait_hook_t before,
+                                     eventer_post_wait_hook_t after, void *closure);
+/*
+ * Removes hooks. After it returns, a loop may still be inside one call of them that had
+ * started; callers that free `closure` should do so from the loop thread or after
+ * eventer_cleanup().
+ */
+void eventer_impl_unregister_wait_hooks(int handle);
+
+/* Sets the event eventer_get_this_event() reports on this thread; returns the previous. */
+eventer_t eventer_impl_set_this_event(eventer_t e);
+
+#endif

@@ -1,0 +1,384 @@
+/*
+ * Eventer core: start and stop, owners, misuse messages, settings and configuration, wait
+ * hooks, running on a loop, recurrent events, callback names, cross-thread load.
+ */
+#include "eventer_test_util.h"
+
+#include <mtev_conf.h>
+
+#include <signal.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+static int stop_from_timer(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    int *fired = closure;
+    test_increment(fired);
+    eventer_shutdown();
+    return 0;
+}
+
+ARK_TEST(init_then_loop_returns_after_shutdown)
+{
+    ARK_ASSERT_EQ(eventer_init(), 0);
+    ARK_ASSERT(eventer_loop_concurrency() >= 2);
+    ARK_ASSERT(!eventer_in_loop());
+    static int fired;
+    ARK_ASSERT(eventer_add_in_s_us(stop_from_timer, &fired, 0, 10000) != NULL);
+    eventer_loop(); /* returns once the timer called eventer_shutdown() */
+    ARK_ASSERT_EQ(test_load(&fired), 1);
+    ARK_ASSERT_EQ(eventer_allocations_current(), 0);
+    /* And it can start again. */
+    ARK_ASSERT_EQ(eventer_init(), 0);
+    test_eventer_stop();
+}
+
+static int nothing_recurrent(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    return mask & (EVENTER_READ | EVENTER_RECURRENT);
+}
+
+ARK_TEST(shutdown_frees_pending_events)
+{
+    test_eventer_start(3);
+    /* A far timer, a recurrent event, an fd event: all still registered at shutdown. */
+    eventer_add_in_s_us(stop_from_timer, NULL, 3600, 0);
+    eventer_t recurrent = eventer_alloc_recurrent(nothing_recurrent, NULL);
+    ARK_ASSERT(eventer_remove(recurrent) == NULL); /* not registered yet */
+    eventer_add(recurrent);
+    int fds[2];
+    ARK_ASSERT_EQ(pipe(fds), 0);
+    eventer_add(eventer_alloc_fd(nothing_recurrent, NULL, fds[0], EVENTER_READ));
+    ARK_ASSERT_EQ(eventer_allocations_current(), 3);
+    test_eventer_stop();
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static void *stop_from_thread(void *argument)
+{
+    test_sleep_ms(20);
+    eventer_shutdown();
+    return argument;
+}
+
+ARK_TEST(shutdown_from_another_thread_and_signal_handler)
+{
+    test_eventer_start(2);
+    pthread_t stopper;
+    ARK_ASSERT_EQ(pthread_create(&stopper, NULL, stop_from_thread, NULL), 0);
+    eventer_loop();
+    pthread_join(stopper, NULL);
+    ARK_ASSERT_EQ(eventer_allocations_current(), 0);
+
+    test_eventer_start(2);
+    struct sigaction action = {.sa_handler = (void (*)(int))eventer_shutdown};
+    sigaction(SIGUSR1, &action, NULL);
+    raise(SIGUSR1);
+    eventer_loop();
+    ARK_ASSERT_EQ(eventer_allocations_current(), 0);
+}
+
+ARK_TEST(choose_owner_spreads_over_threads_but_zero)
+{
+    test_eventer_start(4);
+    ARK_ASSERT_EQ(eventer_loop_concurrency(), 4);
+    ARK_ASSERT_EQ(eventer_is_loop(eventer_choose_owner(0)), 0);
+    int seen[4] = {0};
+    for (int n = 1; n <= 30; n++)
+        seen[eventer_is_loop(eventer_choose_owner(n))]++;
+    ARK_ASSERT_EQ(seen[0], 0);
+    ARK_ASSERT_EQ(seen[1], 10);
+    ARK_ASSERT_EQ(seen[2], 10);
+    ARK_ASSERT_EQ(seen[3], 10);
+    ARK_ASSERT_EQ(eventer_is_loop(pthread_self()), -1);
+    /* Allocation off-loop picks thread 0. */
+    eventer_t e = eventer_alloc();
+    ARK_ASSERT_EQ(eventer_is_loop(eventer_get_owner(e)), 0);
+    eventer_free(e);
+    struct timeval start;
+    ARK_ASSERT_EQ(eventer_get_epoch(&start), 0);
+    test_eventer_stop();
+    ARK_ASSERT_EQ(eventer_get_epoch(&start), -1);
+}
+
+/* ---- misuse is fatal with a message naming the call ---- */
+
+static int nothing(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    return 0;
+}
+
+static void add_without_mask(void *argument)
+{
+    eventer_init();
+    eventer_t e = eventer_alloc();
+    eventer_set_callback(e, nothing);
+    eventer_add(e);
+}
+
+static void add_before_init(void *argument)
+{
+    eventer_add(eventer_alloc_timer(nothing, NULL, &(struct timeval){0, 0}));
+}
+
+static void remove_asynch(void *argument)
+{
+    eventer_init();
+    eventer_remove(eventer_alloc_asynch(nothing, NULL));
+}
+
+static void dep_outside_work(void *argument)
+{
+    eventer_init();
+    eventer_add_asynch_dep(NULL, eventer_alloc_asynch(nothing, NULL));
+}
+
+static void asynch_with_timer_mask(void *argument)
+{
+    eventer_init();
+    eventer_add_asynch(NULL, eventer_alloc_timer(nothing, NULL, &(struct timeval){0, 0}));
+}
+
+
+static void expect_fatal(void (*function)(void *), const char *needle)
+{
+    char text[4096];
+    int status = ark_test_run_in_child(function, NULL, text, sizeof(text));
+    ARK_ASSERT_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+                   "expected abort for \"%s\", status %d, stderr: %s", needle, status, text);
+    ARK_ASSERT_MSG(strstr(text, needle) != NULL, "expected \"%s\" in: %s", needle, text);
+}
+
+ARK_TEST(misuse_is_fatal_and_names_the_call)
+{
+    expect_fatal(add_without_mask, "eventer_add: event");
+    expect_fatal(add_without_mask, "has no mask");
+    expect_fatal(add_before_init, "eventer_add: the eventer is not running");
+    expect_fatal(remove_asynch, "eventer_remove: event");
+    expect_fatal(dep_outside_work, "eventer_add_asynch_dep: must be called from inside");
+    expect_fatal(asynch_with_timer_mask, "eventer_add_asynch: event");
+}
+
+
+/* ---- settings and configuration ---- */
+
+ARK_TEST(propset_rejects_unknown_and_bad_values)
+{
+    ARK_ASSERT_EQ(eventer_propset("no_such_key", "1"), -1);
+    ARK_ASSERT_EQ(eventer_propset("concurrency", "many"), -1);
+    ARK_ASSERT_EQ(eventer_propset("rlim_nofiles", "12"), -1);
+    ARK_ASSERT_EQ(eventer_propset("jobq_bad", "x"), -1);
+    ARK_ASSERT_EQ(eventer_propset("jobq_bad2", "1,1,2,weird"), -1);
+    ARK_ASSERT_EQ(eventer_propset("default_jobq_ordering", "sideways"), -1);
+    ARK_ASSERT_EQ(eventer_propset("rlim_nofiles", "4096"), 0);
+    ARK_ASSERT_EQ(eventer_propset("default_queue_threads", "3"), 0);
+    test_eventer_start(2);
+    ARK_ASSERT_EQ(eventer_jobq_get_concurrency(eventer_default_jobq()), 3);
+    test_eventer_stop();
+}
+
+ARK_TEST(eventer_config_section_takes_effect)
+{
+    const char *xml = "<app>\n"
+                      "  <eventer>\n"
+                      "    <config>\n"
+                      "      <concurrency>3</concurrency>\n"
+                      "      <default_queue_threads>2</default_queue_threads>\n"
+                      "      <jobq_io>4,1,8,gc,5,lifo</jobq_io>\n"
+                      "      <rlim_nofiles>2048</rlim_nofiles>\n"
+                      "    </config>\n"
+                      "  </eventer>\n"
+                      "</app>\n";
+    ARK_ASSERT_EQ(mtev_conf_load_string("test", xml), 0);
+    ARK_ASSERT_EQ(eventer_init(), 0);
+    ARK_ASSERT_EQ(eventer_loop_concurrency(), 3);
+    ARK_ASSERT_EQ(eventer_jobq_get_concurrency(eventer_default_jobq()), 2);
+    eventer_jobq_t *io = eventer_jobq_retrieve("io");
+    ARK_ASSERT(io != NULL);
+    ARK_ASSERT_EQ(eventer_jobq_get_concurrency(io), 4);
+    ARK_ASSERT_EQ(eventer_jobq_get_max_backlog(io), 5);
+    ARK_ASSERT(eventer_jobq_get_lifo(io));
+    uint32_t min = 0, max = 0;
+    eventer_jobq_get_min_max(io, &min, &max);
+    ARK_ASSERT_EQ(min, 1);
+    ARK_ASSERT_EQ(max, 8);
+    ARK_ASSERT(eventer_jobq_create("io") == io);
+    test_eventer_stop();
+    mtev_conf_unload();
+}
+
+/* ---- hooks for other layers ---- */
+
+#include "eventer/eventer_internal.h"
+
+static int pre_calls, post_calls, ran_on;
+
+static void lower_timeout(void *closure, int loop_index, uint64_t *timeout_us)
+{
+    if (loop_index == 1) {
+        test_increment(&pre_calls);
+        *timeout_us = 1000; /* 1 ms: makes the loop spin around visibly */
+    }
+}
+
+static void after_wait(void *closure, int loop_index, int ready)
+{
+    if (loop_index == 1)
+        test_increment(&post_calls);
+}
+
+static void record_loop(void *closure)
+{
+    __atomic_store_n(&ran_on, test_loop_index() + 100, __ATOMIC_RELEASE);
+}
+
+ARK_TEST(wait_hooks_and_run_on_loop)
+{
+    test_eventer_start(2);
+    int handle = eventer_impl_register_wait_hooks(1, lower_timeout, after_wait, NULL);
+    ARK_ASSERT(handle >= 0);
+    eventer_add_timer_next_opportunity(nothing, NULL, eventer_choose_owner(1));
+    /* With a 1 ms timeout the loop iterates by itself, even with nothing to do. */
+    test_wait_for_count(&pre_calls, 20, "pre-wait hook calls");
+    test_wait_for_count(&post_calls, 20, "post-wait hook calls");
+    eventer_impl_unregister_wait_hooks(handle);
+    ARK_ASSERT_EQ(eventer_impl_run_on_loop(1, record_loop, NULL), 0);
+    ARK_ASSERT_EQ(eventer_impl_run_on_loop(7, record_loop, NULL), -1);
+    int target = 101;
+    test_wait_for_count(&ran_on, target, "run_on_loop");
+    ARK_ASSERT_EQ(test_load(&ran_on), 101);
+    test_eventer_stop();
+}
+
+/* ---- recurrent events ---- */
+
+static int recurrent_calls, recurrent_wrong_thread;
+
+static int count_recurrent(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask != EVENTER_RECURRENT || !eventer_thread_check(e))
+        test_increment(&recurrent_wrong_thread);
+    test_increment(&recurrent_calls);
+    return 0;
+}
+
+ARK_TEST(recurrent_runs_each_iteration_until_removed)
+{
+    test_eventer_start(2);
+    eventer_t e = eventer_alloc_recurrent(count_recurrent, NULL);
+    eventer_set_owner(e, eventer_choose_owner(1));
+    eventer_add(e);
+    eventer_add_recurrent(e); /* duplicate: ignored */
+    /* Recurrent events run when the loop iterates: make it iterate. */
+    for (int i = 0; i < 50 && test_load(&recurrent_calls) < 5; i++) {
+        eventer_wakeup(e);
+        test_sleep_ms(2);
+    }
+    test_wait_for_count(&recurrent_calls, 5, "recurrent calls");
+    ARK_ASSERT(eventer_remove(e) == e);
+    ARK_ASSERT(eventer_remove(e) == NULL);
+    test_sleep_ms(20);
+    int after = test_load(&recurrent_calls);
+    for (int i = 0; i < 5; i++) {
+        eventer_wakeup(e);
+        test_sleep_ms(2);
+    }
+    /* Removal takes effect at the loop's next iteration; at most one call may be in flight. */
+    ARK_ASSERT_LE(test_load(&recurrent_calls), after + 1);
+    ARK_ASSERT_EQ(test_load(&recurrent_wrong_thread), 0);
+    eventer_free(e);
+    test_eventer_stop();
+}
+
+/* ---- callback names ---- */
+
+static int named_one(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    return 0;
+}
+
+static void describe_named(char *buffer, int capacity, eventer_t e, void *closure)
+{
+    snprintf(buffer, (size_t)capacity, "described fd %d", eventer_get_fd(e));
+}
+
+ARK_TEST(callback_names)
+{
+    ARK_ASSERT_EQ(eventer_name_callback("named_one", named_one), 0);
+    ARK_ASSERT(eventer_callback_for_name("named_one") == named_one);
+    ARK_ASSERT(eventer_callback_for_name("missing") == NULL);
+    ARK_ASSERT_STR_EQ(eventer_name_for_callback(named_one), "named_one");
+    ARK_ASSERT(eventer_name_for_callback(nothing) == NULL);
+    ARK_ASSERT_EQ(eventer_name_callback_ext("named_one", nothing, NULL, NULL), -1);
+    ARK_ASSERT_EQ(eventer_name_callback_ext("named_one", named_one, describe_named, NULL), 0);
+    eventer_t e = eventer_alloc_fd(named_one, NULL, 7, EVENTER_READ);
+    ARK_ASSERT_STR_EQ(eventer_name_for_callback_e(named_one, e), "described fd 7");
+    eventer_free(e);
+}
+
+/* ---- cross-thread load ---- */
+
+#define LOAD_THREADS    4
+#define LOAD_PER_THREAD 2000
+
+static int load_fired, load_wrong_thread;
+
+static int load_timer(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (!eventer_thread_check(e))
+        test_increment(&load_wrong_thread);
+    test_increment(&load_fired);
+    return 0;
+}
+
+static int load_triggered(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (!eventer_thread_check(e))
+        test_increment(&load_wrong_thread);
+    test_increment(&load_fired);
+    return 0;
+}
+
+static void *load_thread(void *argument)
+{
+    int index = (int)(intptr_t)argument;
+    for (int i = 0; i < LOAD_PER_THREAD; i++) {
+        pthread_t owner = eventer_choose_owner(index + i);
+        if (i % 2 == 0) {
+            eventer_t e = eventer_alloc_timer_next_opportunity(load_timer, NULL, owner);
+            eventer_add(e);
+        } else {
+            /* An unregistered fd event triggered from here: runs on its owner, returns 0. */
+            eventer_t e = eventer_alloc_fd(load_triggered, NULL, 0, EVENTER_READ);
+            eventer_set_owner(e, owner);
+            eventer_trigger(e, EVENTER_READ);
+        }
+        if (i % 3 == 0) {
+            /* A far timer removed again from this thread. */
+            eventer_t far = eventer_in_s_us(load_timer, NULL, 3600, 0);
+            eventer_set_owner(far, owner);
+            eventer_add(far);
+            eventer_t removed = eventer_remove(far);
+            if (removed)
+                eventer_free(removed);
+            else
+                test_increment(&load_wrong_thread);
+        }
+    }
+    return NULL;
+}
+
+ARK_TEST(cross_thread_add_trigger_remove_under_load)
+{
+    test_eventer_start(3);
+    pthread_t threads[LOAD_THREADS];
+    for (int i = 0; i < LOAD_THREADS; i++)
+        ARK_ASSERT_EQ(pthread_create(&threads[i], NULL, load_thread, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < LOAD_THREADS; i++)
+        pthread_join(threads[i], NULL);
+    test_wait_for_count(&load_fired, LOAD_THREADS * LOAD_PER_THREAD, "cross-thread events");
+    ARK_ASSERT_EQ(test_load(&load_fired), LOAD_THREADS * LOAD_PER_THREAD);
+    ARK_ASSERT_EQ(test_load(&load_wrong_thread), 0);
+    test_eventer_stop();
+}

@@ -1,0 +1,312 @@
+/*
+ * Job queues: phases exactly once each, COMPLETE on the owner, deadlines, cancellation,
+ * backlog refusal, FIFO/LIFO, subqueue round robin, dependent jobs.
+ */
+#include "eventer_test_util.h"
+
+#include <unistd.h>
+
+/* WORK (0x10) and CLEANUP (0x20) share bits with COMPLETE (0x30): compare all of them. */
+#define IS_COMPLETE(mask) (((mask)&EVENTER_ASYNCH_COMPLETE) == EVENTER_ASYNCH_COMPLETE)
+
+struct job_record {
+    int work, cleanup, complete;
+    int complete_wrong_thread;
+    int complete_mask;
+    int work_finished;
+    int order_index;
+    int owner_loop;
+    int sleep_ms;
+};
+
+static int completed_jobs;
+
+static int record_phases(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct job_record *record = closure;
+    if (mask == EVENTER_ASYNCH_WORK) {
+        test_increment(&record->work);
+        if (eventer_jobq_inflight() != e || eventer_in_loop())
+            test_increment(&record->complete_wrong_thread);
+        if (record->sleep_ms)
+            test_sleep_ms(record->sleep_ms);
+        test_increment(&record->work_finished);
+    } else if (mask == EVENTER_ASYNCH_CLEANUP) {
+        test_increment(&record->cleanup);
+    } else if (IS_COMPLETE(mask)) {
+        __atomic_store_n(&record->complete_mask, mask, __ATOMIC_RELEASE);
+        if (test_loop_index() != record->owner_loop || !eventer_thread_check(e))
+            test_increment(&record->complete_wrong_thread);
+        test_increment(&record->complete);
+        test_increment(&completed_jobs);
+    }
+    return 0;
+}
+
+#define PHASE_JOBS 300
+
+ARK_TEST(phases_run_exactly_once_complete_on_owner)
+{
+    test_eventer_start(3);
+    eventer_jobq_t *queue = eventer_jobq_create("phases");
+    eventer_jobq_set_concurrency(queue, 4);
+    static struct job_record records[PHASE_JOBS];
+    for (int i = 0; i < PHASE_JOBS; i++) {
+        records[i].owner_loop = i % 3;
+        eventer_t e = eventer_alloc_asynch(record_phases, &records[i]);
+        for (int n = 0; n < 8; n++)
+            if (eventer_is_loop(eventer_choose_owner(n)) == records[i].owner_loop) {
+                eventer_set_owner(e, eventer_choose_owner(n));
+                break;
+            }
+        if (i % 2)
+            eventer_add_asynch(queue, e);
+        else
+            eventer_add(e); /* the default queue */
+    }
+    test_wait_for_count(&completed_jobs, PHASE_JOBS, "completions");
+    for (int i = 0; i < PHASE_JOBS; i++) {
+        ARK_ASSERT_EQ(records[i].work, 1);
+        ARK_ASSERT_EQ(records[i].cleanup, 1);
+        ARK_ASSERT_EQ(records[i].complete, 1);
+        ARK_ASSERT_EQ(records[i].complete_wrong_thread, 0);
+        ARK_ASSERT_EQ(records[i].complete_mask, EVENTER_ASYNCH_COMPLETE);
+    }
+    ARK_ASSERT(eventer_jobq_get_concurrency(queue) == 4);
+    ARK_ASSERT(eventer_default_backq(NULL) != NULL);
+    test_eventer_stop();
+}
+
+ARK_TEST(late_jobs_skip_work_but_cleanup_and_complete)
+{
+    test_eventer_start(2);
+    static struct job_record late, on_time;
+    struct timeval past;
+    gettimeofday(&past, NULL);
+    past.tv_sec -= 1;
+    eventer_t e = eventer_alloc_asynch_timeout(record_phases, &late, &past);
+    eventer_add_asynch(NULL, e);
+    struct timeval future;
+    gettimeofday(&future, NULL);
+    future.tv_sec += 60;
+    eventer_add_asynch(NULL, eventer_alloc_asynch_timeout(record_phases, &on_time, &future));
+    test_wait_for_count(&completed_jobs, 2, "completions");
+    ARK_ASSERT_EQ(late.work, 0);
+    ARK_ASSERT_EQ(late.cleanup, 1);
+    ARK_ASSERT_EQ(late.complete, 1);
+    ARK_ASSERT_EQ(on_time.work, 1);
+    ARK_ASSERT_EQ(on_time.cleanup, 1);
+    ARK_ASSERT_EQ(on_time.complete, 1);
+    test_eventer_stop();
+}
+
+ARK_TEST(deadline_cancels_running_work)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("cancelling");
+    static struct job_record slow, fast;
+    slow.sleep_ms = 20000;
+    struct timeval deadline;
+    gettimeofday(&deadline, NULL);
+    deadline.tv_usec += 100000;
+    if (deadline.tv_usec >= 1000000) {
+        deadline.tv_sec++;
+        deadline.tv_usec -= 1000000;
+    }
+    eventer_t e = eventer_alloc_asynch_timeout(record_phases, &slow, &deadline);
+    eventer_set_mask(e, eventer_get_mask(e) | EVENTER_CANCEL_DEFERRED);
+    eventer_add_asynch(queue, e);
+    test_wait_for_count(&completed_jobs, 1, "cancelled completion");
+    ARK_ASSERT_EQ(slow.work, 1);
+    ARK_ASSERT_EQ(slow.work_finished, 0);
+    ARK_ASSERT_EQ(slow.cleanup, 1);
+    ARK_ASSERT_EQ(slow.complete, 1);
+    ARK_ASSERT_EQ(slow.complete_mask, EVENTER_ASYNCH_COMPLETE | EVENTER_CANCEL_DEFERRED);
+    /* The queue still works (a new thread replaced the cancelled one). */
+    eventer_add_asynch(queue, eventer_alloc_asynch(record_phases, &fast));
+    test_wait_for_count(&completed_jobs, 2, "next completion");
+    ARK_ASSERT_EQ(fast.work, 1);
+    /* A cancellable job that finishes before its deadline is not disturbed. */
+    static struct job_record quick;
+    gettimeofday(&deadline, NULL);
+    deadline.tv_sec += 30;
+    e = eventer_alloc_asynch_timeout(record_phases, &quick, &deadline);
+    eventer_set_mask(e, eventer_get_mask(e) | EVENTER_CANCEL_DEFERRED);
+    eventer_add_asynch(queue, e);
+    test_wait_for_count(&completed_jobs, 3, "quick completion");
+    ARK_ASSERT_EQ(quick.work_finished, 1);
+    test_eventer_stop();
+}
+
+/* A job that blocks its queue until released. */
+static int gate_open;
+static int gate_entered;
+
+static int blocking_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask == EVENTER_ASYNCH_WORK) {
+        test_increment(&gate_entered);
+        while (!test_load(&gate_open))
+            test_sleep_ms(1);
+    }
+    if (IS_COMPLETE(mask))
+        test_increment(&completed_jobs);
+    return 0;
+}
+
+static int order_seen[32];
+static int order_count;
+
+static int ordered_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask == EVENTER_ASYNCH_WORK)
+        order_seen[test_increment(&order_count) - 1] = (int)(intptr_t)closure;
+    if (IS_COMPLETE(mask))
+        test_increment(&completed_jobs);
+    return 0;
+}
+
+ARK_TEST(backlog_limit_refuses_try_adds)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("limited");
+    eventer_jobq_set_concurrency(queue, 1);
+    eventer_jobq_set_max_backlog(queue, 2);
+    eventer_add_asynch(queue, eventer_alloc_asynch(blocking_job, NULL));
+    test_wait_for_count(&gate_entered, 1, "blocking job");
+    ARK_ASSERT(eventer_try_add_asynch(queue, eventer_alloc_asynch(ordered_job, (void *)1)));
+    ARK_ASSERT(eventer_try_add_asynch(queue, eventer_alloc_asynch(ordered_job, (void *)2)));
+    ARK_ASSERT_EQ(eventer_jobq_get_backlog(queue), 2);
+    eventer_t refused = eventer_alloc_asynch(ordered_job, (void *)3);
+    ARK_ASSERT(!eventer_try_add_asynch(queue, refused));
+    eventer_free(refused); /* still ours */
+    /* Plain adds ignore the limit. */
+    eventer_add_asynch(queue, eventer_alloc_asynch(ordered_job, (void *)4));
+    __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
+    test_wait_for_count(&completed_jobs, 4, "completions");
+    ARK_ASSERT_EQ(order_count, 3);
+    test_eventer_stop();
+}
+
+static void run_ordering(int lifo)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create(lifo ? "lifo" : "fifo");
+    eventer_jobq_set_concurrency(queue, 1);
+    eventer_jobq_set_lifo(queue, lifo ? mtev_true : mtev_false);
+    eventer_add_asynch(queue, eventer_alloc_asynch(blocking_job, NULL));
+    test_wait_for_count(&gate_entered, 1, "blocking job");
+    for (int i = 1; i <= 5; i++)
+        eventer_add_asynch(queue, eventer_alloc_asynch(ordered_job, (void *)(intptr_t)i));
+    __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
+    test_wait_for_count(&completed_jobs, 6, "completions");
+    for (int i = 0; i < 5; i++)
+        ARK_ASSERT_EQ(order_seen[i], lifo ? 5 - i : i + 1);
+    test_eventer_stop();
+}
+
+ARK_TEST(fifo_order)
+{
+    run_ordering(0);
+}
+
+ARK_TEST(lifo_order)
+{
+    run_ordering(1);
+}
+
+ARK_TEST(subqueues_are_served_round_robin)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("fair");
+    eventer_jobq_set_concurrency(queue, 1);
+    eventer_add_asynch(queue, eventer_alloc_asynch(blocking_job, NULL));
+    test_wait_for_count(&gate_entered, 1, "blocking job");
+    /* Subqueue 1 floods first; 2 and 3 arrive later and still get their turns. */
+    for (int i = 0; i < 4; i++)
+        eventer_add_asynch_subqueue(queue, eventer_alloc_asynch(ordered_job, (void *)10), 1);
+    for (int i = 0; i < 2; i++)
+        eventer_add_asynch_subqueue(queue, eventer_alloc_asynch(ordered_job, (void *)20), 2);
+    for (int i = 0; i < 2; i++)
+        eventer_add_asynch_subqueue(queue, eventer_alloc_asynch(ordered_job, (void *)30), 3);
+    __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
+    test_wait_for_count(&completed_jobs, 9, "completions");
+    int expected[8] = {10, 20, 30, 10, 20, 30, 10, 10};
+    for (int i = 0; i < 8; i++)
+        ARK_ASSERT_EQ(order_seen[i], expected[i]);
+    test_eventer_stop();
+}
+
+/* Dependent jobs: the parent completes only after its children's CLEANUP. */
+static int children_cleaned;
+static int parent_saw_children;
+static int parent_completed;
+
+static int child_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask == EVENTER_ASYNCH_WORK)
+        test_sleep_ms(20);
+    if (mask == EVENTER_ASYNCH_CLEANUP)
+        test_increment(&children_cleaned);
+    return 0;
+}
+
+static int parent_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask == EVENTER_ASYNCH_WORK) {
+        eventer_jobq_t *queue = closure;
+        for (int i = 0; i < 3; i++)
+            eventer_add_asynch_dep(queue, eventer_alloc_asynch(child_job, NULL));
+    }
+    if (IS_COMPLETE(mask)) {
+        __atomic_store_n(&parent_saw_children, test_load(&children_cleaned), __ATOMIC_RELEASE);
+        test_increment(&parent_completed);
+    }
+    return 0;
+}
+
+ARK_TEST(dependent_jobs_hold_the_parent)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *parents = eventer_jobq_create("parents");
+    eventer_jobq_t *children = eventer_jobq_create("children");
+    eventer_jobq_set_concurrency(children, 3);
+    eventer_add_asynch(parents, eventer_alloc_asynch(parent_job, children));
+    test_wait_for_count(&parent_completed, 1, "parent completion");
+    ARK_ASSERT_EQ(test_load(&parent_saw_children), 3);
+    test_eventer_stop();
+}
+
+/* COMPLETE returning a mask re-adds the event: here as a new job, three times. */
+static int rerun_count;
+
+static int rerun_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (IS_COMPLETE(mask))
+        return test_increment(&rerun_count) < 3 ? EVENTER_ASYNCH : 0;
+    return 0;
+}
+
+ARK_TEST(complete_returning_mask_readds)
+{
+    test_eventer_start(2);
+    eventer_add_asynch(NULL, eventer_alloc_asynch(rerun_job, NULL));
+    test_wait_for_count(&rerun_count, 3, "reruns");
+    test_sleep_ms(20);
+    ARK_ASSERT_EQ(test_load(&rerun_count), 3);
+    test_eventer_stop();
+}
+
+ARK_TEST(shutdown_with_queued_jobs_frees_them)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("stuck");
+    eventer_jobq_set_concurrency(queue, 1);
+    eventer_add_asynch(queue, eventer_alloc_asynch(blocking_job, NULL));
+    test_wait_for_count(&gate_entered, 1, "blocking job");
+    for (int i = 0; i < 10; i++)
+        eventer_add_asynch(queue, eventer_alloc_asynch(ordered_job, NULL));
+    __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
+    /* Stops while jobs are queued or running: everything is freed, nothing hangs. */
+    test_eventer_stop();
+}

@@ -1,0 +1,248 @@
+/* Timers: order, scale, removal from any thread, repeats, next opportunity. */
+#include "eventer_test_util.h"
+
+#include <stdlib.h>
+
+/* Under sanitizers every operation is several times slower: scale the big test down. */
+#if defined(ARK_ASAN) || defined(ARK_TSAN)
+#define MANY_TIMERS 100000
+#else
+#define MANY_TIMERS 1000000
+#endif
+
+struct order_check {
+    uint64_t last_us;
+    int fired;
+    int out_of_order;
+    int early;
+    int target;
+    int wrong_thread;
+};
+
+static uint64_t whence_of(eventer_t e)
+{
+    struct timeval whence = eventer_get_whence(e);
+    return (uint64_t)whence.tv_sec * 1000000u + (uint64_t)whence.tv_usec;
+}
+
+static int ordered_timer(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct order_check *check = closure;
+    uint64_t at = whence_of(e);
+    uint64_t now_us = (uint64_t)now->tv_sec * 1000000u + (uint64_t)now->tv_usec;
+    if (at < check->last_us)
+        check->out_of_order++;
+    if (at > now_us)
+        check->early++;
+    if (mask != EVENTER_TIMER || !eventer_thread_check(e))
+        check->wrong_thread++;
+    check->last_us = at;
+    test_increment(&check->fired);
+    return 0;
+}
+
+struct scheduling {
+    struct order_check *check;
+    int count;
+    int spread_us;
+    int done;
+};
+
+/* Adds `count` timers at random deadlines from the owner thread itself. */
+static int schedule_many(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct scheduling *plan = closure;
+    unsigned seed = 12345;
+    struct timeval base = *now;
+    for (int i = 0; i < plan->count; i++) {
+        long offset = (long)(rand_r(&seed) % (unsigned)plan->spread_us);
+        struct timeval whence = {base.tv_sec + (offset + base.tv_usec) / 1000000,
+                                 (base.tv_usec + offset) % 1000000};
+        eventer_t timer = eventer_alloc_timer(ordered_timer, plan->check, &whence);
+        eventer_add(timer);
+    }
+    test_increment(&plan->done);
+    return 0;
+}
+
+ARK_TEST_TIMEOUT(million_timers_fire_in_order, 300)
+{
+    test_eventer_start(2);
+    static struct order_check check;
+    static struct scheduling plan;
+    plan.check = &check;
+    plan.count = MANY_TIMERS;
+    plan.spread_us = 500000;
+    eventer_add_timer_next_opportunity(schedule_many, &plan, eventer_choose_owner(1));
+    test_wait_for_count(&plan.done, 1, "scheduling");
+    test_wait_for_count(&check.fired, MANY_TIMERS, "timers");
+    ARK_ASSERT_EQ(check.out_of_order, 0);
+    ARK_ASSERT_EQ(check.early, 0);
+    ARK_ASSERT_EQ(check.wrong_thread, 0);
+    test_eventer_stop();
+}
+
+/* Timers added from a non-loop thread (through the command queue) keep their order too. */
+ARK_TEST(timers_from_another_thread_fire_in_order)
+{
+    test_eventer_start(2);
+    static struct order_check check;
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    unsigned seed = 7;
+    pthread_t owner = eventer_choose_owner(1);
+    for (int i = 0; i < 5000; i++) {
+        /* Far enough out that all are added before the first is due (sanitizers are slow). */
+        long offset = 500000 + (long)(rand_r(&seed) % 100000u);
+        struct timeval whence = {now.tv_sec + (now.tv_usec + offset) / 1000000,
+                                 (now.tv_usec + offset) % 1000000};
+        eventer_t e = eventer_alloc_timer(ordered_timer, &check, &whence);
+        eventer_set_owner(e, owner);
+        eventer_add(e);
+    }
+    test_wait_for_count(&check.fired, 5000, "timers");
+    ARK_ASSERT_EQ(check.out_of_order, 0);
+    ARK_ASSERT_EQ(check.early, 0);
+    ARK_ASSERT_EQ(check.wrong_thread, 0);
+    test_eventer_stop();
+}
+
+/* Equal deadlines fire in the order they were added. */
+static int equal_order[10];
+static int equal_next; /* owner thread only */
+static int equal_fired;
+
+static int record_equal(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    equal_order[equal_next++] = (int)(intptr_t)closure;
+    test_increment(&equal_fired);
+    return 0;
+}
+
+static int add_equal(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct timeval whence = {now->tv_sec, now->tv_usec + 1000 < 1000000 ? now->tv_usec + 1000 : 0};
+    if (whence.tv_usec == 0)
+        whence.tv_sec++;
+    for (int i = 0; i < 10; i++)
+        eventer_add_at(record_equal, (void *)(intptr_t)i, whence);
+    return 0;
+}
+
+ARK_TEST(equal_deadlines_fire_in_insertion_order)
+{
+    test_eventer_start(2);
+    eventer_add_timer_next_opportunity(add_equal, NULL, eventer_choose_owner(1));
+    test_wait_for_count(&equal_fired, 10, "equal timers");
+    for (int i = 0; i < 10; i++)
+        ARK_ASSERT_EQ(equal_order[i], i);
+    test_eventer_stop();
+}
+
+static int should_not_fire;
+
+static int forbidden(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    test_increment(&should_not_fire);
+    return 0;
+}
+
+static int removed_on_owner;
+
+static int remove_on_owner(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    eventer_t victim = closure;
+    if (eventer_remove(victim) == victim && eventer_remove(victim) == NULL) {
+        eventer_free(victim);
+        test_increment(&removed_on_owner);
+    }
+    return 0;
+}
+
+ARK_TEST(timer_removal_from_any_thread)
+{
+    test_eventer_start(3);
+    /* From this (non-loop) thread. */
+    eventer_t e = eventer_add_in_s_us(forbidden, NULL, 0, 50000);
+    eventer_t removed = eventer_remove(e);
+    ARK_ASSERT(removed == e);
+    ARK_ASSERT(eventer_remove_timed(e) == NULL);
+    eventer_free(removed);
+    /* On the owner thread, by another callback. */
+    eventer_t victim = eventer_in_s_us(forbidden, NULL, 0, 50000);
+    eventer_set_owner(victim, eventer_choose_owner(1));
+    eventer_add(victim);
+    eventer_add_timer_next_opportunity(remove_on_owner, victim, eventer_choose_owner(1));
+    test_wait_for_count(&removed_on_owner, 1, "owner removal");
+    test_sleep_ms(100);
+    ARK_ASSERT_EQ(test_load(&should_not_fire), 0);
+    test_eventer_stop();
+}
+
+/* A timer that returns non-zero after moving its whence repeats. */
+static int repeats;
+
+static int repeating(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (test_increment(&repeats) >= 3)
+        return 0;
+    struct timeval next = {now->tv_sec, now->tv_usec + 1000};
+    if (next.tv_usec >= 1000000) {
+        next.tv_sec++;
+        next.tv_usec -= 1000000;
+    }
+    eventer_update_whence(e, next);
+    return EVENTER_TIMER;
+}
+
+ARK_TEST(timer_returning_mask_repeats)
+{
+    test_eventer_start(2);
+    eventer_add_in_s_us(repeating, NULL, 0, 1000);
+    test_wait_for_count(&repeats, 3, "repeats");
+    test_sleep_ms(20);
+    ARK_ASSERT_EQ(test_load(&repeats), 3);
+    test_eventer_stop();
+}
+
+/* eventer_update re-sorts a pending timer moved earlier. */
+static int moved_fired;
+
+static int moved_timer(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    test_increment(&moved_fired);
+    return 0;
+}
+
+ARK_TEST(update_resorts_pending_timer)
+{
+    test_eventer_start(2);
+    eventer_t e = eventer_in_s_us(moved_timer, NULL, 3600, 0);
+    eventer_set_owner(e, eventer_choose_owner(1));
+    eventer_add(e);
+    struct timeval soon;
+    gettimeofday(&soon, NULL);
+    eventer_update_whence(e, soon);
+    test_wait_for_count(&moved_fired, 1, "moved timer");
+    test_eventer_stop();
+}
+
+static int next_opportunity_index = -1;
+static int next_opportunity_done;
+
+static int on_next_opportunity(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    __atomic_store_n(&next_opportunity_index, test_loop_index(), __ATOMIC_RELEASE);
+    test_increment(&next_opportunity_done);
+    return 0;
+}
+
+ARK_TEST(next_opportunity_runs_on_chosen_thread)
+{
+    test_eventer_start(4);
+    eventer_add_timer_next_opportunity(on_next_opportunity, NULL, eventer_choose_owner(2));
+    test_wait_for_count(&next_opportunity_done, 1, "next opportunity");
+    ARK_ASSERT_EQ(test_load(&next_opportunity_index), eventer_is_loop(eventer_choose_owner(2)));
+    ARK_ASSERT_NE(eventer_is_loop(eventer_choose_owner(2)), 0);
+    test_eventer_stop();
+}
