@@ -12,7 +12,8 @@
  * The ratio the issue's goal reads is ours(add+fire) / peer(add+fire); the ratio against
  * peer(init+add+fire) is printed too, since our add includes the allocation.
  *
- *   bench_timers [--timers N] [--rounds R] [--cpu C]     (defaults: 1000000, 3, cpu 1)
+ *   bench_timers [--timers N] [--rounds R] [--cpu C] [--only NAME]
+ * (defaults: 1000000 timers, 3 rounds, cpu 1, every library; --only runs one, for profiling)
  * It prints figures and ratios; it never decides pass or fail.
  */
 #include "bench_support.h"
@@ -236,6 +237,7 @@ int main(int argc, char **argv)
     long count = 1000000;
     int rounds = 3;
     int cpu = bench_cpu_count() > 1 ? 1 : 0;
+    const char *only = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--timers"))
             count = atol(argv[i + 1]);
@@ -243,11 +245,13 @@ int main(int argc, char **argv)
             rounds = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--cpu"))
             cpu = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--only"))
+            only = argv[i + 1];
         else
             argc = 0;
     }
     if (argc % 2 == 0 || count < 1 || rounds < 1 || rounds > MAX_ROUNDS) {
-        fprintf(stderr, "usage: bench_timers [--timers N] [--rounds R] [--cpu C]\n");
+        fprintf(stderr, "usage: bench_timers [--timers N] [--rounds R] [--cpu C] [--only NAME]\n");
         return 2;
     }
     bench_pin_process(cpu);
@@ -266,6 +270,8 @@ int main(int argc, char **argv)
         for (int k = 0; k < contender_count; k++) {
             struct contender *contender = &contenders[k];
             struct phases phases;
+            if (only && strcmp(only, contender->name))
+                continue;
             if (contender->run(count, &phases) < 0) {
                 fprintf(stderr, "bench_timers: %s failed\n", contender->name);
                 continue;
