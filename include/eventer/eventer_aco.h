@@ -38,6 +38,10 @@
  * bound to another co, converting an event that is still registered...) is reported with a
  * message naming the call and the process aborts, as the eventer does for its own misuse.
  *
+ * Shutdown. When the eventer stops, cos that are still waiting are destroyed where they wait:
+ * their code does not run again (memory only they point to is lost), their timers and jobs
+ * are dropped and the events bound to them are released.
+ *
  * Threads. Everything here is for the co's own loop thread unless said otherwise. From
  * another thread (a job thread, say), eventer_aco_read/write/accept make a single
  * non-blocking attempt and may return -1 with errno EAGAIN.
