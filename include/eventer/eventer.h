@@ -43,12 +43,18 @@
  * eventer_init()...) is reported with a message naming the call and aborts the process.
  * Run-time failures (an fd the poller refuses, a job thread that cannot start) are logged on
  * "error/eventer" and survived.
+ *
+ * This header is the umbrella: it also brings in <aco/aco.h> (aco_exit()), <errno.h>,
+ * <sys/time.h>, the job queues (<eventer/eventer_jobq.h>) and the co-routine layer
+ * (<eventer/eventer_aco.h>).
  */
 #ifndef EVENTER_EVENTER_H
 #define EVENTER_EVENTER_H
 
 #include <mtev_defines.h>
 #include <mtev_log.h>
+
+#include <aco/aco.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -454,5 +460,6 @@ ARK_EXTERN const char *eventer_name_for_callback_e(eventer_func_t callback, even
 ARK_END_DECLS
 
 #include <eventer/eventer_jobq.h>
+#include <eventer/eventer_aco.h>
 
 #endif

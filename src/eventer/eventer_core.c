@@ -222,6 +222,8 @@ eventer_t eventer_alloc_copy(eventer_t source)
     e->closure = source->closure;
     e->thr_owner = source->thr_owner;
     e->owner_loop = source->owner_loop;
+    if (source->flags & EVENT_FLAG_ACO)
+        eventer_impl_aco_copy(source, e);
     return e;
 }
 
@@ -241,6 +243,8 @@ mtev_boolean eventer_deref(eventer_t e)
                       (void *)e);
         return mtev_false;
     }
+    if (e->aco_context)
+        eventer_impl_aco_release(e);
     free(e->job);
     free(e);
     __atomic_sub_fetch(&allocations_current, 1, __ATOMIC_RELAXED);
@@ -1040,6 +1044,7 @@ static void *loop_main(void *argument)
                 eventer_impl_dispatch_fd(loop, e, fired);
         }
     }
+    eventer_impl_aco_loop_exit(loop);
     this_loop = NULL;
     return NULL;
 }
@@ -1308,6 +1313,7 @@ void eventer_cleanup(void)
         release_recurrent(loop);
     }
     eventer_impl_jobq_free();
+    eventer_impl_aco_cleanup();
     for (int fd = 0; fd < fd_table_size; fd++) {
         eventer_t e = __atomic_exchange_n(&fd_table[fd], NULL, __ATOMIC_ACQ_REL);
         if (e)
