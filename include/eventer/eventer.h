@@ -361,7 +361,8 @@ static inline eventer_t eventer_add_timer_next_opportunity(eventer_func_t callba
  * default_queue_threads (default job queue concurrency, default 10),
  * default_jobq_ordering (fifo|lifo), rlim_nofiles (>= 256; default 1048576 capped by the
  * hard limit), jobq_<name> = concurrency[,min[,max[,memory_safety[,backlog[,lifo|fifo]]]]]
- * (creates or adjusts that queue), max_sleeptime_ms (longest wait, default 1000).
+ * (creates or adjusts that queue), max_sleeptime_ms (longest wait of a loop thread that has
+ * recurrent events, default 1000; a loop without any waits until it has work).
  * Returns 0, or -1 (logged) for an unknown key or bad value.
  */
 ARK_EXTERN int eventer_propset(const char *key, const char *value);
