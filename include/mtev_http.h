@@ -148,10 +148,10 @@ ARK_EXTERN mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *ctx, mte
 ARK_EXTERN mtev_boolean mtev_http_response_end(mtev_http_session_ctx *ctx);
 
 /* Status + Content-Type + options CHUNKED and GZIP (if accepted). Statement macros. */
-#define mtev_http_response_standard(ctx, code, reason, ctype)                   \
-    do {                                                                        \
-        mtev_http_response_status_set((ctx), (code), (reason));                 \
-        mtev_http_response_header_set((ctx), "Content-Type", (ctype));          \
+#define mtev_http_response_standard(ctx, code, reason, ctype)                     \
+    do {                                                                          \
+        mtev_http_response_status_set((ctx), (code), (reason));                   \
+        mtev_http_response_header_set((ctx), "Content-Type", (ctype));            \
         mtev_http_response_option_set((ctx), MTEV_HTTP_CHUNKED | MTEV_HTTP_GZIP); \
     } while (0)
 #define mtev_http_response_ok(ctx, ctype) mtev_http_response_standard(ctx, 200, "OK", ctype)

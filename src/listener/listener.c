@@ -60,12 +60,17 @@ static int reserve_fd = -1;
 static mtev_log_stream_t listener_error;
 static mtev_log_stream_t listener_debug;
 
+static pthread_once_t streams_once = PTHREAD_ONCE_INIT;
+
+static void find_streams(void)
+{
+    listener_error = mtev_log_stream_find("error/listener");
+    listener_debug = mtev_log_stream_find("debug/listener");
+}
+
 static void ensure_streams(void)
 {
-    if (!listener_error) {
-        listener_error = mtev_log_stream_find("error/listener");
-        listener_debug = mtev_log_stream_find("debug/listener");
-    }
+    pthread_once(&streams_once, find_streams);
 }
 
 /* ---- listener configuration ---- */
