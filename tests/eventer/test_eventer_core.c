@@ -251,6 +251,65 @@ ARK_TEST(wait_hooks_and_run_on_loop)
     test_eventer_stop();
 }
 
+static uint64_t seen_timeout_us;
+static int seen_waits;
+
+static void record_timeout(void *closure, int loop_index, uint64_t *timeout_us)
+{
+    __atomic_store_n(&seen_timeout_us, *timeout_us, __ATOMIC_RELEASE);
+    test_increment(&seen_waits);
+}
+
+static void wake_only(void *closure)
+{
+}
+
+static int idle_recurrent(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    return 0;
+}
+
+/* The wait the loop plans after being woken (the hook sees it before the poller does). */
+static uint64_t next_planned_wait(void)
+{
+    int before = test_load(&seen_waits);
+    ARK_ASSERT_EQ(eventer_impl_run_on_loop(1, wake_only, NULL), 0);
+    test_wait_for_count(&seen_waits, before + 1, "a wait of loop 1");
+    return __atomic_load_n(&seen_timeout_us, __ATOMIC_ACQUIRE);
+}
+
+ARK_TEST(max_sleeptime_bounds_waits_of_loops_with_recurrent_events)
+{
+    ARK_ASSERT_EQ(eventer_propset("max_sleeptime_ms", "50"), 0);
+    ARK_ASSERT_EQ(eventer_propset("max_sleeptime_ms", "0"), -1);
+    test_eventer_start(2);
+    int handle = eventer_impl_register_wait_hooks(1, record_timeout, NULL, NULL);
+    ARK_ASSERT(handle >= 0);
+    /* Nothing to do: the loop sleeps until something wakes it. */
+    ARK_ASSERT(next_planned_wait() == UINT64_MAX);
+    /* A recurrent event must run at least every max_sleeptime. */
+    eventer_t e = eventer_alloc_recurrent(idle_recurrent, NULL);
+    eventer_set_owner(e, eventer_choose_owner(1));
+    eventer_add(e);
+    uint64_t planned = next_planned_wait();
+    ARK_ASSERT_MSG(planned <= 50000, "planned wait %llu us", (unsigned long long)planned);
+    /* A timer bounds the wait by its deadline, recurrent events or not. */
+    ARK_ASSERT(eventer_remove(e) == e);
+    eventer_free(e);
+    next_planned_wait(); /* the iteration that drops the removed event */
+    eventer_t timer = eventer_alloc_timer_next_opportunity(nothing, NULL, eventer_choose_owner(1));
+    struct timeval in_a_minute;
+    gettimeofday(&in_a_minute, NULL);
+    in_a_minute.tv_sec += 60;
+    eventer_update_whence(timer, in_a_minute);
+    eventer_add(timer);
+    planned = next_planned_wait();
+    ARK_ASSERT_MSG(planned > 50000 && planned <= 60000000, "planned wait %llu us",
+                   (unsigned long long)planned);
+    eventer_impl_unregister_wait_hooks(handle);
+    test_eventer_stop();
+}
+
 /* ---- recurrent events ---- */
 
 static int recurrent_calls, recurrent_wrong_thread;
