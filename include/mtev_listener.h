@@ -67,6 +67,15 @@ typedef struct mtev_acceptor_closure mtev_acceptor_closure_t;
  */
 ARK_EXTERN int mtev_listener_init(const char *toplevel);
 
+/*
+ * Registers `function` under `name` as an aco listener type. A connection accepted by such a
+ * listener runs `function` in a new co-routine on its loop thread; there, eventer_aco_arg()
+ * is the connection (an eventer_aco_t) and eventer_aco_get_closure() of it the acceptor
+ * closure. The function may simply return (the dispatcher exits the co-routine). Register
+ * before mtev_listener_init(). Thread: any.
+ */
+ARK_EXTERN void mtev_listener_register_aco_function(const char *name, void (*function)(void));
+
 /* Stops accepting: closes every listening socket (connections stay). Thread: any. */
 ARK_EXTERN void mtev_listener_shutdown(void);
 

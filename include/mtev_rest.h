@@ -98,6 +98,14 @@ ARK_EXTERN void mtev_rest_mountpoint_set_handler(mtev_rest_mountpoint_t *mp,
 ARK_EXTERN void mtev_rest_mountpoint_set_auth(mtev_rest_mountpoint_t *mp,
                                               rest_authorize_func_t auth);
 ARK_EXTERN void mtev_rest_mountpoint_set_closure(mtev_rest_mountpoint_t *mp, void *closure);
+/*
+ * With `enabled`, the handler runs inside a co-routine on the connection's loop thread: its
+ * reads (mtev_http_session_req_consume, mtev_rest_complete_upload) and writes (flushes) wait
+ * cooperatively, and it may wait for jobs with eventer_aco_simple_asynch() and friends. The
+ * connection stays in that co-routine for its following requests (any rule's handler then
+ * runs there). Same handler signature and return contract.
+ */
+ARK_EXTERN void mtev_rest_mountpoint_set_aco(mtev_rest_mountpoint_t *mp, mtev_boolean enabled);
 
 /* The default authorizer: the <rest><acl> section (allowed when there is none). */
 ARK_EXTERN mtev_boolean mtev_http_rest_client_cert_auth(mtev_http_rest_closure_t *restc, int npats,

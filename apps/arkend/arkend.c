@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,44 +34,66 @@ static const char default_configuration[] =
     "<arkend>\n"
     "  <listeners>\n"
     "    <listener type=\"http_rest_api\" address=\"127.0.0.1\" port=\"8888\"/>\n"
+    "    <listener type=\"listen_to_me\" address=\"127.0.0.1\" port=\"9999\"/>\n"
     "  </listeners>\n"
     "</arkend>\n";
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: arkend [-c FILE] [-D] [-d] [-h]\n"
-                 "  -c FILE  configuration file (default: the embedded configuration, serving\n"
-                 "           REST on 127.0.0.1:8888)\n"
-                 "  -D       stay in the foreground\n"
-                 "  -d       turn on the debug log streams\n"
-                 "  -h       this help\n");
+    fprintf(out,
+            "usage: arkend [-c FILE] [-D] [-d] [-h]\n"
+            "  -c FILE  configuration file (default: the embedded configuration, serving\n"
+            "           REST on 127.0.0.1:8888 and the seed's aco listener on 127.0.0.1:9999)\n"
+            "  -D       stay in the foreground\n"
+            "  -d       turn on the debug log streams\n"
+            "  -h       this help\n");
 }
 
 /* ---- built-in endpoints ---- */
 
-static int hello_job(eventer_t e, int mask, void *closure, struct timeval *now)
+static void asynch_hello(void *closure)
 {
-    mtev_http_session_ctx *ctx = closure;
-    if (mask == EVENTER_ASYNCH_WORK) {
-        sleep(1);
-        mtev_http_response_append_str(ctx, "Hello world.\n");
-        mtev_http_response_end(ctx);
-    }
-    return 0;
+    mtev_http_rest_closure_t *restc = closure;
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    sleep(1);
+    mtev_http_response_append_str(ctx, "Hello world.\n");
 }
 
-/* The seed's GET /hello: the answer is produced by a job after a second's work. */
+/*
+ * The seed's GET /hello, an aco mountpoint: the co-routine waits for a job (a second of
+ * "work" on the default job queue) and then ends the response.
+ */
 static int hello_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
 {
     mtev_http_session_ctx *ctx = restc->http_ctx;
     mtev_http_response_ok(ctx, "text/plain");
-    eventer_t job = eventer_alloc_asynch(hello_job, ctx);
-    if (!job) {
-        mtev_http_response_end(ctx);
-        return 0;
-    }
-    eventer_add_asynch(NULL, job);
+    eventer_aco_simple_asynch(asynch_hello, restc);
+    mtev_http_response_end(ctx);
     return 0;
+}
+
+/* The seed's aco listener type "listen_to_me": "thanks!" per read, "bye!" after 10 s idle. */
+static void listen_to_me(void)
+{
+    eventer_aco_t e = eventer_aco_arg();
+    struct timeval tensec = {.tv_sec = 10};
+    while (1) {
+        char buff[128];
+        int rv = eventer_aco_read(e, buff, sizeof(buff), &tensec);
+        if (rv == -1) {
+            if (errno == ETIME)
+                eventer_aco_write(e, "bye!\n", 5, NULL);
+            break;
+        }
+        if (rv >= 4 && !strncasecmp(buff, "quit", 4)) {
+            eventer_aco_write(e, "quitter!\n", 9, NULL);
+            break;
+        }
+        if (eventer_aco_write(e, "thanks!\n", 8, NULL) < 0)
+            break;
+    }
+    eventer_aco_close(e);
+    eventer_aco_free(e);
 }
 
 /* A small fixed answer from the loop thread (benchmarks). */
@@ -210,8 +233,13 @@ int main(int argc, char **argv)
         return 1;
     }
     mtev_http_rest_init();
-    mtev_http_rest_new_rule("GET", "/", "^hello$", hello_handler);
+    mtev_rest_mountpoint_set_aco(mtev_http_rest_new_rule("GET", "/", "^hello$", hello_handler),
+                                 mtev_true);
     mtev_http_rest_new_rule("GET", "/", "^ping$", ping_handler);
+    /* The same fixed answer from an aco mountpoint (benchmarks). */
+    mtev_rest_mountpoint_set_aco(mtev_http_rest_new_rule("GET", "/aco/", "^ping$", ping_handler),
+                                 mtev_true);
+    mtev_listener_register_aco_function("listen_to_me", listen_to_me);
     arkend_stats_register();
     int opened = mtev_listener_init(APPNAME);
     if (opened < 0) {

@@ -1,6 +1,6 @@
 /*
  * GET /eventer/stats.json: loop threads, events, job queues (the default one and those the
- * configuration names), and co-routines.
+ * configuration names), and co-routines (live, and the bytes of their save stacks).
  */
 #include "arkend.h"
 
@@ -83,7 +83,14 @@ static int stats_handler(mtev_http_rest_closure_t *restc, int npats, char **pats
             first = 0;
         }
     }
-    mtev_http_response_append_str(ctx, "\n  }\n}\n");
+    eventer_aco_stats_t aco;
+    eventer_aco_get_stats(&aco);
+    mtev_http_response_appendf(ctx,
+                               "\n  },\n  \"aco\": {\"live\": %llu, \"started\": %llu, "
+                               "\"save_stack_bytes\": %llu, \"resumes\": %llu}\n}\n",
+                               (unsigned long long)aco.live, (unsigned long long)aco.started,
+                               (unsigned long long)aco.save_stack_bytes,
+                               (unsigned long long)aco.resumes);
     mtev_http_response_end(ctx);
     return 0;
 }

@@ -109,6 +109,7 @@ struct mtev_http_session_ctx {
     int close_after; /* close once the current response is written */
     int aco;         /* the session runs in a co-routine */
     int in_dispatch; /* the owner thread is inside the dispatcher (handler) */
+    int moved;       /* the dispatcher moved the session into a co-routine (classic side) */
 
     struct ark_http_limits limits;
     struct ark_http_header headers[HEADER_CAPACITY];
@@ -873,6 +874,8 @@ int mtev_http_session_req_consume(mtev_http_session_ctx *ctx, void *buf, size_t 
         errno = EINVAL;
         return -1;
     }
+    if (ctx->aco)
+        set_deadline(ctx, DEADLINE_REQUEST, ctx->request_ms);
     if (req->framing == ARK_HTTP_BODY_LENGTH) {
         uint64_t remaining = req->content_length - req->body_read;
         size_t want = remaining < len ? (size_t)remaining : len;
@@ -1011,18 +1014,15 @@ static int session_drive(mtev_http_session_ctx *ctx)
                 ctx->in.length ? ark_http_request_parse(&ctx->parser, ctx->in.data, ctx->in.length)
                                : ARK_HTTP_INCOMPLETE;
             if (parsed == ARK_HTTP_INCOMPLETE) {
-                size_t before = ctx->in.length;
+                if (ctx->in.length)
+                    set_deadline(ctx, DEADLINE_REQUEST, ctx->request_ms);
+                else
+                    set_deadline(ctx, DEADLINE_IDLE, ctx->idle_ms);
                 int got = read_into_input(ctx, &mask);
-                if (got > 0) {
-                    if (before == 0)
-                        set_deadline(ctx, DEADLINE_REQUEST, ctx->request_ms);
+                if (got > 0)
                     continue;
-                }
-                if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                    set_deadline(ctx, ctx->in.length ? DEADLINE_REQUEST : DEADLINE_IDLE,
-                                 ctx->in.length ? ctx->request_ms : ctx->idle_ms);
+                if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
                     return mask;
-                }
                 if (got < 0 && errno == EINTR)
                     continue;
                 if (got < 0 && (errno == ETIME || errno == ETIMEDOUT)) {
@@ -1059,9 +1059,9 @@ static int session_drive(mtev_http_session_ctx *ctx)
         case STATE_HANDLER: {
             ctx->in_dispatch = 1;
             int wants = dispatcher.dispatch ? dispatcher.dispatch(ctx, ctx->dispatch_state) : 0;
+            if (wants == ARK_HTTP_DISPATCH_MOVED)
+                return 0; /* the co-routine owns the session now (it may even be freed) */
             ctx->in_dispatch = 0;
-            if (ctx->state != STATE_HANDLER)
-                return 0; /* the session continues elsewhere (co-routine) */
             if (wants) {
                 if (ctx->req.body_error && !ctx->res.head_sent) {
                     reject(ctx, ctx->req.body_error, "bad request body");
@@ -1069,6 +1069,8 @@ static int session_drive(mtev_http_session_ctx *ctx)
                 }
                 set_deadline(ctx, ctx->out.length ? DEADLINE_WRITE : DEADLINE_REQUEST,
                              ctx->out.length ? ctx->write_ms : ctx->request_ms);
+                if (ctx->aco)
+                    continue; /* its reads wait here: call it again */
                 return wants;
             }
             ctx->state = STATE_RESPONSE;
@@ -1083,6 +1085,8 @@ static int session_drive(mtev_http_session_ctx *ctx)
                 session_close(ctx, 1);
                 return 0;
             }
+            if (ctx->aco && ctx->out.length)
+                set_deadline(ctx, DEADLINE_WRITE, ctx->write_ms);
             int written = write_out(ctx, &mask);
             if (written < 0) {
                 pthread_mutex_lock(&ctx->lock);
@@ -1111,6 +1115,15 @@ static int session_drive(mtev_http_session_ctx *ctx)
                 if (more)
                     continue;
                 set_deadline(ctx, DEADLINE_NONE, 0);
+                if (ctx->aco) {
+                    /* Ended from another thread, later: look again shortly. */
+                    pthread_mutex_lock(&ctx->lock);
+                    ctx->floated = 0;
+                    pthread_mutex_unlock(&ctx->lock);
+                    struct timeval pause = {0, 2000};
+                    eventer_aco_sleep(&pause);
+                    continue;
+                }
                 return 0; /* floated: the session holds the event until a flush or end */
             }
             ctx->res.complete = 1;
@@ -1139,13 +1152,18 @@ static int session_drive(mtev_http_session_ctx *ctx)
                     set_deadline(ctx, DEADLINE_REQUEST, ctx->request_ms);
                     return mask;
                 }
+                if (got < 0 && (errno == ETIME || errno == ETIMEDOUT)) {
+                    char who[64];
+                    mtevL(http_error, "http: %s: unread request body not sent in time; closing\n",
+                          remote_text(ctx, who, sizeof(who)));
+                }
                 if (got < 0) {
                     session_close(ctx, 1);
                     return 0;
                 }
             }
             next_request(ctx);
-            if (ctx->in.length == 0) {
+            if (ctx->in.length == 0 && !ctx->aco) {
                 /* Nothing pipelined: wait for readiness rather than try a read now. */
                 set_deadline(ctx, DEADLINE_IDLE, ctx->idle_ms);
                 return EVENTER_READ | EVENTER_EXCEPTION;
@@ -1180,7 +1198,11 @@ static void session_free(void *closure)
         eventer_deref(ctx->timer);
     }
     eventer_t e = ctx->connection.e;
-    if (e) {
+    if (e && ctx->aco) {
+        /* In the co-routine: give its event back. At exit the co's teardown released it. */
+        if (running && eventer_is_aco(NULL))
+            eventer_aco_free((eventer_aco_t)e);
+    } else if (e) {
         if (eventer_get_fd(e) >= 0) {
             /* Only at exit, for connections the eventer dropped at shutdown. */
             int ignored;
@@ -1207,6 +1229,11 @@ static void session_close(mtev_http_session_ctx *ctx, int in_callback)
 {
     eventer_t e = ctx->connection.e;
     ctx->state = STATE_CLOSED;
+    if (ctx->aco) {
+        eventer_aco_close((eventer_aco_t)e);
+        mtev_acceptor_closure_free(ctx->ac);
+        return;
+    }
     if (!in_callback) {
         eventer_t registered = eventer_remove_fde(e);
         if (registered)
@@ -1281,12 +1308,62 @@ int ark_http_session_listener_callback(eventer_t e, int mask, void *closure, str
 
 /* ---- I/O ---- */
 
+/* In a co-routine the call waits, bounded by the session's current deadline. */
+static struct timeval *aco_timeout(mtev_http_session_ctx *ctx, struct timeval *storage)
+{
+    if (!ctx->deadline_us)
+        return NULL;
+    uint64_t now = eventer_impl_now_us();
+    uint64_t left = ctx->deadline_us > now ? ctx->deadline_us - now : 0;
+    storage->tv_sec = (time_t)(left / 1000000);
+    storage->tv_usec = (suseconds_t)(left % 1000000);
+    return storage;
+}
+
 static int io_read(mtev_http_session_ctx *ctx, void *buffer, size_t length, int *mask)
 {
+    if (ctx->aco) {
+        struct timeval storage;
+        return eventer_aco_read((eventer_aco_t)ctx->connection.e, buffer, length,
+                                aco_timeout(ctx, &storage));
+    }
     return eventer_read(ctx->connection.e, buffer, length, mask);
 }
 
 static int io_write(mtev_http_session_ctx *ctx, const void *buffer, size_t length, int *mask)
 {
+    if (ctx->aco) {
+        struct timeval storage;
+        return eventer_aco_write((eventer_aco_t)ctx->connection.e, buffer, length,
+                                 aco_timeout(ctx, &storage));
+    }
     return eventer_write(ctx->connection.e, buffer, length, mask);
+}
+
+/* The co-routine that runs a session from its first aco request on. */
+static void session_co_main(void)
+{
+    mtev_http_session_ctx *ctx = eventer_aco_arg();
+    eventer_set_eventer_aco(ctx->connection.e);
+    /* session_drive() returns 0 once the session is closed (and freed); a mask only where a
+     * classic session would wait, and here the next call waits instead. */
+    while (session_drive(ctx) != 0)
+        ;
+}
+
+int ark_http_session_switch_to_aco(mtev_http_session_ctx *ctx)
+{
+    eventer_t e = ctx->connection.e;
+    /* The co needs its own event: this one is inside its callback, which will return 0 and
+     * let the eventer drop it. */
+    eventer_t copy = eventer_alloc_copy(e);
+    if (!copy)
+        return -1;
+    eventer_remove_fde(e);
+    ctx->connection.e = copy;
+    eventer_deref(e); /* the session's reference to the classic event */
+    ctx->aco = 1;
+    ctx->moved = 1;
+    eventer_aco_start_on(pthread_self(), session_co_main, ctx, 0, EVENTER_ACO_MAY_RETURN);
+    return 0;
 }

@@ -19,6 +19,9 @@
  */
 typedef int (*ark_http_dispatch_t)(mtev_http_session_ctx *ctx, void *state);
 
+/* What dispatch returns after ark_http_session_switch_to_aco() succeeded. */
+#define ARK_HTTP_DISPATCH_MOVED (-1)
+
 struct ark_http_dispatcher {
     ark_http_dispatch_t dispatch;
     /* Per-session state for the dispatcher, created with the session. */
@@ -42,5 +45,14 @@ size_t ark_http_request_uri_length(mtev_http_request *req);
  * must wait (`*mask` set), -1 on a bad or too large body (status in `*status`).
  */
 int ark_http_session_read_upload(mtev_http_session_ctx *ctx, int *mask, int *status);
+
+/*
+ * Moves the session into a co-routine on the same loop thread, for the rest of the
+ * connection (aco mountpoints): the co re-runs the dispatcher for the current request, now
+ * with mtev_http_session_is_aco() true, and its reads and writes wait cooperatively. Call
+ * from the dispatcher only; on 0 the dispatcher must return ARK_HTTP_DISPATCH_MOVED at once
+ * without touching the session again. Returns -1 (nothing changed) when out of memory.
+ */
+int ark_http_session_switch_to_aco(mtev_http_session_ctx *ctx);
 
 #endif

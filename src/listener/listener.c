@@ -260,6 +260,92 @@ long ark_listener_config_ms(mtev_acceptor_closure_t *ac, const char *key, long f
     return value;
 }
 
+/* ---- aco listener types ---- */
+
+struct aco_function_entry {
+    char *name;
+    void (*function)(void);
+    struct aco_function_entry *next;
+};
+
+static pthread_mutex_t aco_functions_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct aco_function_entry *aco_functions;
+
+static void free_aco_functions(void)
+{
+    pthread_mutex_lock(&aco_functions_lock);
+    while (aco_functions) {
+        struct aco_function_entry *next = aco_functions->next;
+        free(aco_functions->name);
+        free(aco_functions);
+        aco_functions = next;
+    }
+    pthread_mutex_unlock(&aco_functions_lock);
+}
+
+void mtev_listener_register_aco_function(const char *name, void (*function)(void))
+{
+    if (!name || !function)
+        return;
+    pthread_mutex_lock(&aco_functions_lock);
+    int first = aco_functions == NULL;
+    struct aco_function_entry *entry = aco_functions;
+    while (entry && strcmp(entry->name, name))
+        entry = entry->next;
+    if (entry) {
+        entry->function = function;
+    } else if ((entry = calloc(1, sizeof(*entry))) && (entry->name = strdup(name))) {
+        entry->function = function;
+        entry->next = aco_functions;
+        aco_functions = entry;
+    } else {
+        free(entry);
+        mtevL(mtev_error, "mtev_listener_register_aco_function(%s): out of memory\n", name);
+    }
+    pthread_mutex_unlock(&aco_functions_lock);
+    if (first)
+        atexit(free_aco_functions);
+}
+
+static void (*aco_function_for_name(const char *name))(void)
+{
+    void (*function)(void) = NULL;
+    pthread_mutex_lock(&aco_functions_lock);
+    for (struct aco_function_entry *entry = aco_functions; entry; entry = entry->next)
+        if (!strcmp(entry->name, name))
+            function = entry->function;
+    pthread_mutex_unlock(&aco_functions_lock);
+    return function;
+}
+
+/* Runs in the connection's co-routine: converts the copy, calls the function, cleans up. */
+static void aco_connection_main(void)
+{
+    eventer_t copy = eventer_aco_arg();
+    mtev_acceptor_closure_t *ac = eventer_get_closure(copy);
+    void (*function)(void) = ac->config->aco_function;
+    eventer_set_eventer_aco(copy);
+    function();
+    /* The function owned the event (it closes and frees it, or the co's end releases it);
+     * the acceptor closure is ours. */
+    mtev_acceptor_closure_free(ac);
+}
+
+/* The classic callback of aco listener types: moves the connection into a co-routine. */
+static int aco_dispatch_callback(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    eventer_remove_fde(e);
+    eventer_t copy = eventer_alloc_copy(e);
+    if (!copy) {
+        int ignored;
+        eventer_close(e, &ignored);
+        mtev_acceptor_closure_free(closure);
+        return 0;
+    }
+    eventer_aco_start_on(pthread_self(), aco_connection_main, copy, 0, EVENTER_ACO_MAY_RETURN);
+    return 0;
+}
+
 /* ---- accepting ---- */
 
 static void take_pending_connection_out_of_descriptors(int listen_fd)
@@ -509,6 +595,11 @@ static int open_listener(mtev_conf_section_t section)
     listener->config = config;
     mtev_conf_foreach_pair(section, "config", collect_pair, config);
     config->callback = eventer_callback_for_name(config->type);
+    if (!config->callback) {
+        config->aco_function = aco_function_for_name(config->type);
+        if (config->aco_function)
+            config->callback = aco_dispatch_callback;
+    }
     if (!config->callback) {
         mtevL(mtev_error,
               "%s: listener type \"%s\" names no callback (eventer_name_callback) and no aco "

@@ -35,6 +35,7 @@ struct rest_state {
     mtev_http_rest_closure_t restc;
     struct ark_rest_match match;
     struct mtev_rest_mountpoint *mountpoint;
+    int resume_in_aco; /* routed and authorized; the handler runs once the co starts */
 };
 
 struct acl_rule {
@@ -154,6 +155,12 @@ void mtev_rest_mountpoint_set_closure(mtev_rest_mountpoint_t *mp, void *closure)
 {
     if (mp)
         mp->closure = closure;
+}
+
+void mtev_rest_mountpoint_set_aco(mtev_rest_mountpoint_t *mp, mtev_boolean enabled)
+{
+    if (mp)
+        mp->aco = enabled ? mtev_true : mtev_false;
 }
 
 /* ---- ACL ---- */
@@ -343,6 +350,7 @@ static void request_done(mtev_http_session_ctx *ctx, void *closure)
     restc->closure = NULL;
     ark_rest_match_release(&state->match);
     state->mountpoint = NULL;
+    state->resume_in_aco = 0;
 }
 
 static void state_free(void *closure)
@@ -377,6 +385,15 @@ static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
             restc->fastpath = NULL;
         return wants;
     }
+    if (state->resume_in_aco) {
+        state->resume_in_aco = 0;
+        restc->aco_enabled = mtev_true;
+        struct mtev_rest_mountpoint *mp = state->mountpoint;
+        int wants = mp->handler(restc, restc->nparams, restc->params);
+        if (wants)
+            restc->fastpath = mp->handler;
+        return wants;
+    }
     mtev_http_request *req = mtev_http_session_request(ctx);
     const char *method = mtev_http_request_method_str(req);
     const char *path = mtev_http_request_uri_str(req);
@@ -408,6 +425,15 @@ static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
         mtevL(rest_error, "rest: %s %s: 403 denied\n", method, path);
         simple_answer(ctx, 403, "DENIED", NULL);
         return 0;
+    }
+    restc->aco_enabled = mtev_http_session_is_aco(ctx);
+    if (mp->aco && !mtev_http_session_is_aco(ctx)) {
+        state->resume_in_aco = 1;
+        if (ark_http_session_switch_to_aco(ctx) == 0)
+            return ARK_HTTP_DISPATCH_MOVED;
+        state->resume_in_aco = 0;
+        mtevL(rest_error, "rest: %s %s: cannot start a co-routine; running the handler here\n",
+              method, path);
     }
     int wants = mp->handler(restc, restc->nparams, restc->params);
     if (wants)

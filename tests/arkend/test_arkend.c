@@ -104,14 +104,18 @@ static int connect_when_up(int port)
     ark_test_fail(__FILE__, __LINE__, "arkend did not open port %d", port);
 }
 
+static int aco_port;
+
 static pid_t start_on_free_port(int *port)
 {
     *port = free_port();
+    aco_port = free_port();
     char config[512], path[128];
     snprintf(config, sizeof(config),
              "<arkend><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" "
+             "port=\"%d\"/><listener type=\"listen_to_me\" address=\"127.0.0.1\" "
              "port=\"%d\"/></listeners></arkend>\n",
-             *port);
+             *port, aco_port);
     write_file("arkend.conf", config, path, sizeof(path));
     return start_arkend(path);
 }

@@ -171,6 +171,50 @@ ARK_TEST(listener_connections_spread_over_loop_threads)
     stop();
 }
 
+/* An aco listener type: replies "aco:" + what it read, until EOF; may simply return. */
+static int aco_connections_done;
+static void aco_echo(void)
+{
+    eventer_aco_t e = eventer_aco_arg();
+    mtev_acceptor_closure_t *ac = eventer_aco_get_closure(e);
+    const char *greeting = mtev_acceptor_closure_config(ac, "greeting");
+    for (;;) {
+        char buffer[128], reply[256];
+        int got = eventer_aco_read(e, buffer, sizeof(buffer), NULL);
+        if (got <= 0)
+            break;
+        int length =
+            snprintf(reply, sizeof(reply), "aco %s:%.*s", greeting ? greeting : "-", got, buffer);
+        if (eventer_aco_write(e, reply, (size_t)length, NULL) < 0)
+            break;
+    }
+    eventer_aco_close(e);
+    eventer_aco_free(e);
+    __atomic_add_fetch(&aco_connections_done, 1, __ATOMIC_ACQ_REL);
+}
+
+ARK_TEST(listener_aco_function_gets_the_connection_in_a_co)
+{
+    mtev_listener_register_aco_function("aco_echo", aco_echo);
+    start("<app><listeners><listener type=\"aco_echo\" address=\"127.0.0.1\" port=\"0\">"
+          "<config><greeting>g</greeting></config></listener></listeners></app>");
+    ARK_ASSERT_EQ(mtev_listener_init("app"), 1);
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = ark_net_connect("127.0.0.1", mtev_listener_get_port(0));
+        ARK_ASSERT_GE(fds[i], 0);
+    }
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 4; i++)
+            expect_echo(fds[i], "x", "aco g:x");
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    for (int i = 0; i < 5000 && __atomic_load_n(&aco_connections_done, __ATOMIC_ACQUIRE) < 4; i++)
+        usleep(1000);
+    ARK_ASSERT_EQ(__atomic_load_n(&aco_connections_done, __ATOMIC_ACQUIRE), 4);
+    stop();
+}
+
 /* Captures mtev_error lines. */
 static char captured[4096];
 static pthread_mutex_t captured_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -138,6 +138,59 @@ static int big_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
     return 0;
 }
 
+/* ---- aco mountpoints ---- */
+
+/* The seed's "Using aco with REST" handler, with a shorter sleep. */
+static void asynch_hello(void *closure)
+{
+    mtev_http_rest_closure_t *restc = closure;
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    usleep(50000);
+    mtev_http_response_append_str(ctx, "Hello world.\n");
+}
+
+static int aco_hello_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
+{
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    mtev_http_response_ok(ctx, "text/plain");
+    eventer_aco_simple_asynch(asynch_hello, restc);
+    mtev_http_response_appendf(ctx, "in a co: %s\n",
+                               eventer_is_aco(NULL) && restc->aco_enabled ? "yes" : "no");
+    mtev_http_response_end(ctx);
+    return 0;
+}
+
+/* Reads the whole body in a co: the read waits instead of returning a mask. */
+static int aco_upload_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
+{
+    int mask = 0;
+    mtev_boolean complete = mtev_rest_complete_upload(restc, &mask);
+    if (!complete)
+        return 0; /* a bad body: the error was answered */
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    int64_t size;
+    const char *body = mtev_http_request_get_upload(mtev_http_session_request(ctx), &size);
+    mtev_http_response_ok(ctx, "text/plain");
+    mtev_http_response_appendf(ctx, "aco got %lld: %s (mask %d)", (long long)size, body, mask);
+    mtev_http_response_end(ctx);
+    return 0;
+}
+
+/* Streams flushed pieces from a co, sleeping between them. */
+static int aco_chunks_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
+{
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    mtev_http_response_ok(ctx, "text/plain");
+    for (int i = 0; i < 3; i++) {
+        mtev_http_response_appendf(ctx, "piece%d;", i);
+        mtev_http_response_flush(ctx, mtev_false);
+        struct timeval pause = {0, 10000};
+        eventer_aco_sleep(&pause);
+    }
+    mtev_http_response_end(ctx);
+    return 0;
+}
+
 static void start_server(const char *listener_config, const char *extra)
 {
     char xml[2048];
@@ -158,6 +211,16 @@ static void start_server(const char *listener_config, const char *extra)
     ARK_ASSERT(mtev_http_rest_new_rule("GET", "/", "^chunks$", chunks_handler));
     ARK_ASSERT(mtev_http_rest_new_rule("GET", "/", "^async$", async_handler));
     ARK_ASSERT(mtev_http_rest_new_rule("GET", "/", "^big$", big_handler));
+    mtev_rest_mountpoint_t *rule =
+        mtev_http_rest_new_rule("GET", "/aco/", "^hello$", aco_hello_handler);
+    ARK_ASSERT(rule);
+    mtev_rest_mountpoint_set_aco(rule, mtev_true);
+    rule = mtev_http_rest_new_rule("POST", "/aco/", "^upload$", aco_upload_handler);
+    ARK_ASSERT(rule);
+    mtev_rest_mountpoint_set_aco(rule, mtev_true);
+    rule = mtev_http_rest_new_rule("GET", "/aco/", "^chunks$", aco_chunks_handler);
+    ARK_ASSERT(rule);
+    mtev_rest_mountpoint_set_aco(rule, mtev_true);
     ARK_ASSERT_EQ(mtev_listener_init("app"), 1);
     port = mtev_listener_get_port(0);
 }
@@ -523,5 +586,96 @@ ARK_TEST(rest_acl_restricts_when_configured)
     ARK_ASSERT_EQ(
         request(fd, "GET /echo/x HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)), 403);
     close(fd);
+    stop_server();
+}
+
+ARK_TEST(rest_aco_mountpoint_runs_the_seed_handler_in_a_co)
+{
+    start_server(NULL, NULL);
+    int fd = connect_server();
+    char response[4096];
+    for (int i = 0; i < 3; i++) {
+        ARK_ASSERT_EQ(
+            request(fd, "GET /aco/hello HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)),
+            200);
+        ARK_ASSERT_STR_EQ(ark_net_http_body(response), "Hello world.\nin a co: yes\n");
+    }
+    /* Classic rules keep working on the same connection, now served from its co. */
+    ARK_ASSERT_EQ(request(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)),
+                  200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "Hello world.\n");
+    ARK_ASSERT_EQ(request(fd, "GET /async HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)),
+                  200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "from a job thread\n");
+    /* Pipelined into the co. */
+    ARK_ASSERT_EQ(ark_net_send_str(fd,
+                                   "GET /aco/hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                                   "GET /echo/p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+                  0);
+    int status;
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "Hello world.\nin a co: yes\n");
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT(strstr(ark_net_http_body(response), "pat0=p"));
+    ARK_ASSERT(ark_net_peer_closed(fd));
+    close(fd);
+    stop_server();
+}
+
+ARK_TEST(rest_aco_reads_and_flushes_wait_cooperatively)
+{
+    start_server(NULL, NULL);
+    int fd = connect_server();
+    /* Two clients at once on one loop thread: the co waiting for a slow body must not block
+     * the other. */
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "POST /aco/upload HTTP/1.1\r\nHost: x\r\n"
+                                       "Content-Length: 6\r\n\r\nabc"),
+                  0);
+    int other = connect_server();
+    char response[4096], value[64];
+    ARK_ASSERT_EQ(
+        request(other, "GET /aco/chunks HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)),
+        200);
+    ARK_ASSERT_STR_EQ(ark_net_http_header(response, "Transfer-Encoding", value, sizeof(value)),
+                      "chunked");
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response),
+                      "7\r\npiece0;\r\n7\r\npiece1;\r\n7\r\npiece2;\r\n0\r\n\r\n");
+    ARK_ASSERT_EQ(request(fd, "def", response, sizeof(response)), 200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "aco got 6: abcdef (mask 0)");
+    /* A chunked body with 100-continue, in the co. */
+    ARK_ASSERT_EQ(request(fd,
+                          "POST /aco/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                          "Expect: 100-continue\r\n\r\n",
+                          response, sizeof(response)),
+                  100);
+    ARK_ASSERT_EQ(request(fd, "2\r\nxy\r\n0\r\n\r\n", response, sizeof(response)), 200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "aco got 2: xy (mask 0)");
+    close(fd);
+    close(other);
+    stop_server();
+}
+
+ARK_TEST(rest_aco_session_times_out_like_a_classic_one)
+{
+    start_server("<request_timeout>300</request_timeout><idle_timeout>300</idle_timeout>", NULL);
+    mtev_log_stream_set_writer(mtev_log_stream_find("error/http"), capture, NULL);
+    int fd = connect_server();
+    char response[4096];
+    ARK_ASSERT_EQ(
+        request(fd, "GET /aco/hello HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)), 200);
+    /* Now in the co: a partial head gets 408. */
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /hel"), 0);
+    int status = 0;
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_EQ(status, 408);
+    ARK_ASSERT(ark_net_peer_closed(fd));
+    close(fd);
+    /* And an idle one is closed. */
+    fd = connect_server();
+    ARK_ASSERT_EQ(
+        request(fd, "GET /aco/hello HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)), 200);
+    ARK_ASSERT(ark_net_peer_closed(fd));
+    close(fd);
+    mtev_log_stream_set_writer(mtev_log_stream_find("error/http"), NULL, NULL);
     stop_server();
 }
