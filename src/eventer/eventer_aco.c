@@ -52,11 +52,12 @@ struct aco_thread;
 /* e->aco_context of a converted fd event. */
 struct aco_event {
     int kind;
-    uint8_t registered;  /* the eventer holds the descriptor (and a reference) */
-    uint8_t dispatching; /* the event's callback is running */
-    uint8_t dropped;     /* registration dropped during the callback: it returns 0 */
-    uint8_t reverted;    /* reverted during the callback: the callback frees this */
-    int wanted_mask;     /* the interest of the registration */
+    uint8_t registered;   /* the eventer holds the descriptor (and a reference) */
+    uint8_t dispatching;  /* the event's callback is running */
+    uint8_t dropped;      /* registration dropped during the callback: it returns 0 */
+    uint8_t reverted;     /* reverted during the callback: the callback frees this */
+    uint8_t read_drained; /* the last read got less than asked: the socket is likely empty */
+    int wanted_mask;      /* the interest of the registration */
     eventer_t event;
     eventer_func_t original_callback;
     eventer_fd_opset_t original_opset;
@@ -856,9 +857,24 @@ static int aco_io(const char *call, eventer_t e, int op, void *buffer, size_t le
                              : "is bound to another co-routine");
     uint64_t timeout_us = timeout ? timeval_us(timeout) : st->default_timeout_us[op];
     int armed = 0, expired = 0, result;
+    /*
+     * A read after one that drained a plain socket waits for readiness first instead of
+     * trying: with level-triggered polling that is always correct (data already there is
+     * reported at once) and spares the read that would fail with EAGAIN, so a co-routine
+     * echo makes the same system calls as a classic callback. Not for other opsets (TLS
+     * keeps data the poller cannot see).
+     */
+    int wait_first =
+        op == OP_READ && st->read_drained && st->original_opset == eventer_POSIX_fd_opset;
     for (;;) {
         int mask = 0;
-        result = attempt(st, e, op, buffer, length, address, address_length, &mask);
+        if (wait_first) {
+            wait_first = 0;
+            result = -1;
+            errno = EAGAIN;
+        } else {
+            result = attempt(st, e, op, buffer, length, address, address_length, &mask);
+        }
         if (result >= 0 || !would_block(errno))
             break;
         if (expired) {
@@ -874,6 +890,8 @@ static int aco_io(const char *call, eventer_t e, int op, void *buffer, size_t le
         if (wait_fd(ctx, e, st, mask) < 0)
             expired = 1;
     }
+    if (op == OP_READ)
+        st->read_drained = result > 0 && (size_t)result < length;
     if (armed) {
         int saved = errno;
         disarm_timer(ctx);
