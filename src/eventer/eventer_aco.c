@@ -641,6 +641,10 @@ static void unregister_event(eventer_t e, struct aco_event *st)
     if (!st->registered)
         return;
     st->registered = 0;
+    /* Another event registered on this descriptor since replaced ours (and the eventer
+     * dropped our registration's reference then): leave its registration alone. */
+    if (eventer_find_fd(e->fd) != e)
+        return;
     eventer_t removed = eventer_remove_fd(e->fd);
     if (st->dispatching) {
         st->dropped = 1;
