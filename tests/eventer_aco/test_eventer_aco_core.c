@@ -1025,3 +1025,42 @@ ARK_TEST(a_co_woken_from_inside_another_co_resumes_later)
     close(pair[1]);
     test_eventer_stop();
 }
+
+/* ---- larger shared stacks ---- */
+
+#define LARGE_FRAME ((size_t)5 << 19) /* 2.5 MiB: more than the default shared stack */
+
+struct large_probe {
+    int intact;
+    int done;
+};
+
+static void use_large_frame(void)
+{
+    struct large_probe *p = eventer_aco_arg();
+    volatile char frame[LARGE_FRAME];
+    frame[0] = 'a';
+    frame[LARGE_FRAME - 1] = 'z';
+    struct timeval pause = {0, 1000};
+    eventer_aco_sleep(&pause); /* the other large co runs on the same stack meanwhile */
+    eventer_aco_sleep(&pause);
+    p->intact = frame[0] == 'a' && frame[LARGE_FRAME - 1] == 'z';
+    test_increment(&p->done);
+    aco_exit();
+}
+
+ARK_TEST(start_stack_beyond_the_default_gets_a_larger_shared_stack)
+{
+    test_eventer_start(2);
+    static struct large_probe large[2];
+    static struct sleeper small = {{0, 1000}, 0, 0, 0};
+    for (int i = 0; i < 2; i++)
+        eventer_aco_start_stack(use_large_frame, &large[i], (size_t)3 << 20);
+    eventer_aco_start(sleeper_co, &small);
+    for (int i = 0; i < 2; i++) {
+        test_wait_for_count(&large[i].done, 1, "large co");
+        ARK_ASSERT_EQ(large[i].intact, 1);
+    }
+    test_wait_for_count(&small.done, 1, "small co");
+    test_eventer_stop();
+}
