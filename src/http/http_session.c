@@ -1199,7 +1199,14 @@ static int session_drive(mtev_http_session_ctx *ctx)
                 return 0;
             }
             next_request(ctx);
-            if (ctx->in.length == 0 && !ctx->aco) {
+            if (ctx->in.length == 0 && ctx->aco) {
+                /* As the classic path below: wait for the next request instead of trying a
+                 * read that would almost always find nothing yet. */
+                set_deadline(ctx, DEADLINE_IDLE, ctx->idle_ms);
+                eventer_impl_aco_wait_readable((eventer_aco_t)ctx->connection.e);
+                continue;
+            }
+            if (ctx->in.length == 0) {
                 /* Nothing pipelined: wait for readiness rather than try a read now. */
                 set_deadline(ctx, DEADLINE_IDLE, ctx->idle_ms);
                 return EVENTER_READ | EVENTER_EXCEPTION;
