@@ -17,7 +17,10 @@
  *
  * Defaults: 2 s per cell after a 0.5 s warm-up, 1 round, 64-byte messages, server on CPU 0
  * and client on CPU 1 (both on CPU 0 when there is only one). Rounds interleave the servers,
- * and the tables show the median over rounds.
+ * and the tables show the median over rounds. The machine is shared: before each cell the
+ * driver waits (up to --gate-wait 60 s) until the rest of the machine uses less than
+ * --gate 0.10 of a core, and a cell during which the rest used more than --disturbed 0.15
+ * of a core is marked and retried (--retries 2); --gate 0 turns the waiting off.
  */
 #include "bench_support.h"
 #include "echo_load.h"
@@ -55,6 +58,7 @@ struct cell {
     double round_trips_per_second, p50_us, p99_us;
     double server_cpu_fraction, server_us_per_round_trip, client_cpu_fraction;
     double other_cpu_fraction; /* busy time of both cores not used by server or client */
+    int disturbed;             /* other_cpu_fraction above the --disturbed threshold */
 };
 
 static struct running_server servers[MAX_SERVERS];
@@ -175,29 +179,11 @@ static uint64_t server_cpu_ns(struct running_server *server)
     return cpu;
 }
 
-/* Busy time of the whole machine from /proc/stat (every state but idle and iowait). */
-static uint64_t machine_busy_ns(void)
-{
-    FILE *file = fopen("/proc/stat", "r");
-    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
-                       steal = 0;
-    if (!file)
-        return 0;
-    int fields = fscanf(file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system,
-                        &idle, &iowait, &irq, &softirq, &steal);
-    fclose(file);
-    if (fields < 8)
-        return 0;
-    long ticks_per_second = sysconf(_SC_CLK_TCK);
-    unsigned long long busy = user + nice + system + irq + softirq + steal;
-    return (uint64_t)(busy * (1000000000ull / (unsigned long long)ticks_per_second));
-}
-
 static void on_window(void *closure, int edge)
 {
     struct running_server *server = closure;
     uint64_t cpu = server_cpu_ns(server);
-    uint64_t busy = machine_busy_ns();
+    uint64_t busy = bench_machine_busy_ns();
     if (edge == 0) {
         server->cpu_at_start = cpu;
         server->busy_at_start = busy;
@@ -220,6 +206,42 @@ static void stop_servers(void)
     }
 }
 
+/* Loads `server` with `connections` for one window and fills `cell`. */
+static int measure_cell(struct running_server *server, int connections, int message, double warmup,
+                        double seconds, struct cell *cell)
+{
+    struct echo_load_options options = {
+        .server = server->address,
+        .connections = connections,
+        .message_bytes = message,
+        .warmup_seconds = warmup,
+        .measure_seconds = seconds,
+        .on_window = on_window,
+        .closure = server,
+    };
+    struct echo_load_result result;
+    memset(cell, 0, sizeof(*cell));
+    if (echo_load_run(&options, &result) < 0) {
+        fprintf(stderr, "bench_echo: %s at %d connections failed\n", server->implementation->name,
+                connections);
+        return -1;
+    }
+    double server_seconds = (double)(server->cpu_at_end - server->cpu_at_start) / 1e9;
+    cell->valid = result.round_trips > 0;
+    cell->round_trips_per_second = result.round_trips_per_second;
+    cell->p50_us = result.p50_us;
+    cell->p99_us = result.p99_us;
+    cell->server_cpu_fraction = server_seconds / result.window_seconds;
+    cell->server_us_per_round_trip =
+        result.round_trips ? server_seconds * 1e6 / (double)result.round_trips : 0;
+    cell->client_cpu_fraction = result.client_cpu_fraction;
+    double busy = (double)(server->busy_at_end - server->busy_at_start) / 1e9;
+    double other =
+        busy / result.window_seconds - cell->server_cpu_fraction - cell->client_cpu_fraction;
+    cell->other_cpu_fraction = other > 0 ? other : 0;
+    return 0;
+}
+
 /* ---- the driver ---- */
 
 static void usage(void)
@@ -227,6 +249,8 @@ static void usage(void)
     fprintf(stderr, "usage: bench_echo [--seconds S] [--warmup S] [--conns 1,10,100,1000]\n"
                     "                  [--servers NAME,...] [--ours NAME] [--rounds N]\n"
                     "                  [--message BYTES] [--server-cpu N] [--client-cpu N]\n"
+                    "                  [--gate FRACTION] [--gate-wait S] [--disturbed FRACTION]\n"
+                    "                  [--retries N]\n"
                     "       bench_echo serve NAME PORT\n"
                     "servers:");
     for (const struct echo_server_implementation *row = echo_servers; row->name; row++)
@@ -271,6 +295,8 @@ int main(int argc, char **argv)
     int cpus = bench_cpu_count();
     int server_cpu = 0, client_cpu = cpus > 1 ? 1 : 0;
     const char *server_names = NULL, *ours = NULL;
+    double gate = 0.10, gate_wait = 60, disturbed_above = 0.15;
+    int retries = 2;
     for (int i = 1; i < argc; i++) {
         const char *option = argv[i];
         const char *value = i + 1 < argc ? argv[i + 1] : NULL;
@@ -295,6 +321,14 @@ int main(int argc, char **argv)
             server_cpu = atoi(value);
         else if (!strcmp(option, "--client-cpu"))
             client_cpu = atoi(value);
+        else if (!strcmp(option, "--gate"))
+            gate = atof(value);
+        else if (!strcmp(option, "--gate-wait"))
+            gate_wait = atof(value);
+        else if (!strcmp(option, "--disturbed"))
+            disturbed_above = atof(value);
+        else if (!strcmp(option, "--retries"))
+            retries = atoi(value);
         else
             usage();
     }
@@ -340,50 +374,35 @@ int main(int argc, char **argv)
 
     static struct cell cells[MAX_ROUNDS][MAX_CONNS][MAX_SERVERS];
     printf("\n(other: CPU the rest of the machine used during the window, of one core, from "
-           "/proc/stat;\n a cell with much of it was disturbed by other work: rerun, or use "
-           "--rounds 3)\n");
+           "/proc/stat. Each cell waits for a quiet\n machine first (--gate %.2f of a core) and "
+           "is retried up to %d times when other > %.0f%% (--disturbed);\n medians use "
+           "undisturbed cells only, unless every round was disturbed)\n",
+           gate, retries, 100 * disturbed_above);
     printf("%5s %-12s %5s %10s %9s %9s %8s %11s %8s %8s\n", "round", "server", "conns", "rt/s",
            "p50 us", "p99 us", "srv cpu", "srv us/rt", "cli cpu", "other");
     for (int round = 0; round < rounds; round++) {
         for (int c = 0; c < conns_count; c++) {
             for (int s = 0; s < server_count; s++) {
                 struct running_server *server = &servers[s];
-                struct echo_load_options options = {
-                    .server = server->address,
-                    .connections = conns[c],
-                    .message_bytes = message,
-                    .warmup_seconds = warmup,
-                    .measure_seconds = seconds,
-                    .on_window = on_window,
-                    .closure = server,
-                };
-                struct echo_load_result result;
-                if (echo_load_run(&options, &result) < 0) {
-                    fprintf(stderr, "bench_echo: %s at %d connections failed\n",
-                            server->implementation->name, conns[c]);
-                    continue;
-                }
                 struct cell *cell = &cells[round][c][s];
-                double server_seconds = (double)(server->cpu_at_end - server->cpu_at_start) / 1e9;
-                cell->valid = result.round_trips > 0;
-                cell->round_trips_per_second = result.round_trips_per_second;
-                cell->p50_us = result.p50_us;
-                cell->p99_us = result.p99_us;
-                cell->server_cpu_fraction = server_seconds / result.window_seconds;
-                cell->server_us_per_round_trip =
-                    result.round_trips ? server_seconds * 1e6 / (double)result.round_trips : 0;
-                cell->client_cpu_fraction = result.client_cpu_fraction;
-                double busy = (double)(server->busy_at_end - server->busy_at_start) / 1e9;
-                double other = busy / result.window_seconds - cell->server_cpu_fraction -
-                               cell->client_cpu_fraction;
-                cell->other_cpu_fraction = other > 0 ? other : 0;
-                printf("%5d %-12s %5d %10.0f %9.1f %9.1f %7.0f%% %11.2f %7.0f%% %7.0f%%\n",
-                       round + 1, server->implementation->name, conns[c],
-                       cell->round_trips_per_second, cell->p50_us, cell->p99_us,
-                       100 * cell->server_cpu_fraction, cell->server_us_per_round_trip,
-                       100 * cell->client_cpu_fraction, 100 * cell->other_cpu_fraction);
-                fflush(stdout);
-                usleep(100000); /* let the server finish closing the connections */
+                for (int attempt = 0; attempt <= retries; attempt++) {
+                    if (gate > 0 && bench_wait_for_quiet(gate, gate_wait) < 0)
+                        printf("(the machine stayed busy for %.0f s: measuring anyway)\n",
+                               gate_wait);
+                    if (measure_cell(server, conns[c], message, warmup, seconds, cell) < 0)
+                        break;
+                    cell->disturbed = cell->other_cpu_fraction > disturbed_above;
+                    printf("%5d %-12s %5d %10.0f %9.1f %9.1f %7.0f%% %11.2f %7.0f%% %7.0f%%%s\n",
+                           round + 1, server->implementation->name, conns[c],
+                           cell->round_trips_per_second, cell->p50_us, cell->p99_us,
+                           100 * cell->server_cpu_fraction, cell->server_us_per_round_trip,
+                           100 * cell->client_cpu_fraction, 100 * cell->other_cpu_fraction,
+                           cell->disturbed ? "  disturbed" : "");
+                    fflush(stdout);
+                    usleep(100000); /* let the server finish closing the connections */
+                    if (!cell->disturbed)
+                        break;
+                }
             }
         }
     }
@@ -395,9 +414,13 @@ int main(int argc, char **argv)
         for (int s = 0; s < server_count; s++) {
             double rate[MAX_ROUNDS], cpu[MAX_ROUNDS], client[MAX_ROUNDS], other[MAX_ROUNDS];
             int n = 0;
+            int undisturbed = 0;
+            for (int round = 0; round < rounds; round++)
+                undisturbed += cells[round][c][s].valid && !cells[round][c][s].disturbed;
             for (int round = 0; round < rounds; round++) {
                 struct cell *cell = &cells[round][c][s];
-                if (!cell->valid)
+                /* Disturbed cells count only when every round was disturbed. */
+                if (!cell->valid || (undisturbed && cell->disturbed))
                     continue;
                 rate[n] = cell->round_trips_per_second;
                 cpu[n] = cell->server_us_per_round_trip;
@@ -406,6 +429,7 @@ int main(int argc, char **argv)
                 n++;
             }
             summary[c][s].valid = n > 0;
+            summary[c][s].disturbed = undisturbed == 0;
             summary[c][s].round_trips_per_second = bench_median(rate, n);
             summary[c][s].server_us_per_round_trip = bench_median(cpu, n);
             summary[c][s].client_cpu_fraction = bench_median(client, n);
@@ -420,10 +444,11 @@ int main(int argc, char **argv)
            "rt/s", "srv us/rt", "cli cpu", "other");
     for (int c = 0; c < conns_count; c++)
         for (int s = 0; s < server_count; s++)
-            printf("%5d %-12s %10.0f %11.2f %7.0f%% %7.0f%%\n", conns[c],
+            printf("%5d %-12s %10.0f %11.2f %7.0f%% %7.0f%%%s\n", conns[c],
                    servers[s].implementation->name, summary[c][s].round_trips_per_second,
                    summary[c][s].server_us_per_round_trip, 100 * summary[c][s].client_cpu_fraction,
-                   100 * summary[c][s].other_cpu_fraction);
+                   100 * summary[c][s].other_cpu_fraction,
+                   summary[c][s].disturbed ? "  disturbed (every round)" : "");
     if (our_index < 0) {
         printf("\n(no ratios: \"%s\" was not run)\n", ours);
         return 0;

@@ -11,6 +11,7 @@
  * "read" waits in a blocking read(); "epoll" waits in epoll_wait() first, as a loop does.
  *
  *   bench_jobs [--iterations N] [--rounds R]        (defaults: 20000, 3)
+ * Each round first waits (at most 30 s) for the rest of the machine to go quiet.
  * It prints medians of per-round-trip latency and ratios; it never decides pass or fail.
  */
 #include "bench_support.h"
@@ -204,6 +205,8 @@ int main(int argc, char **argv)
     for (int p = 0; p < 2; p++) {
         double ours[MAX_ROUNDS], plain[MAX_ROUNDS], polled[MAX_ROUNDS];
         for (int round = 0; round < rounds; round++) {
+            /* The machine is shared: start on a quiet machine (waits at most 30 s). */
+            bench_wait_for_quiet(0.10, 30);
             ours[round] = run_ours(placements[p].a, placements[p].b, iterations, samples);
             plain[round] = run_ping_pong(0, placements[p].a, placements[p].b, iterations, samples);
             polled[round] = run_ping_pong(1, placements[p].a, placements[p].b, iterations, samples);

@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -56,6 +57,38 @@ int bench_cpu_count(void)
 {
     long count = sysconf(_SC_NPROCESSORS_ONLN);
     return count < 1 ? 1 : (int)count;
+}
+
+uint64_t bench_machine_busy_ns(void)
+{
+    FILE *file = fopen("/proc/stat", "r");
+    unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                       steal = 0;
+    if (!file)
+        return 0;
+    int fields = fscanf(file, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system,
+                        &idle, &iowait, &irq, &softirq, &steal);
+    fclose(file);
+    if (fields < 8)
+        return 0;
+    unsigned long long busy = user + nice + system + irq + softirq + steal;
+    return (uint64_t)(busy * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
+}
+
+double bench_wait_for_quiet(double max_fraction, double max_wait_seconds)
+{
+    uint64_t start = bench_now_ns();
+    int quiet_windows = 0;
+    while (quiet_windows < 2) {
+        uint64_t busy_before = bench_machine_busy_ns(), before = bench_now_ns();
+        usleep(500000);
+        double busy =
+            (double)(bench_machine_busy_ns() - busy_before) / (double)(bench_now_ns() - before);
+        quiet_windows = busy < max_fraction ? quiet_windows + 1 : 0;
+        if ((double)(bench_now_ns() - start) / 1e9 > max_wait_seconds)
+            return -1;
+    }
+    return (double)(bench_now_ns() - start) / 1e9 - 1.0;
 }
 
 static int compare_doubles(const void *a, const void *b)

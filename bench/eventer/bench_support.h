@@ -20,6 +20,14 @@ int bench_pin_thread(int cpu);
 int bench_pin_process(int cpu);
 /* Number of online CPUs. */
 int bench_cpu_count(void);
+/* Busy time of the whole machine so far (every CPU, every state but idle and iowait), ns. */
+uint64_t bench_machine_busy_ns(void);
+/*
+ * The machine is shared: waits until the whole machine was busy less than `max_fraction` of
+ * one core during each of two consecutive 0.5 s windows (nothing of ours runs meanwhile), for
+ * at most `max_wait_seconds`. Returns the seconds waited, or -1 if it never got quiet.
+ */
+double bench_wait_for_quiet(double max_fraction, double max_wait_seconds);
 /* Sorts `values` and returns the median (0 for an empty array). */
 double bench_median(double *values, int count);
 /* Parses "1,10,100" into `out` (at most `capacity`); returns the count, or -1 on bad input. */

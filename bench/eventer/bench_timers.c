@@ -14,6 +14,7 @@
  *
  *   bench_timers [--timers N] [--rounds R] [--cpu C] [--only NAME]
  * (defaults: 1000000 timers, 3 rounds, cpu 1, every library; --only runs one, for profiling)
+ * Each run first waits (at most 30 s) for the rest of the machine to go quiet.
  * It prints figures and ratios; it never decides pass or fail.
  */
 #include "bench_support.h"
@@ -272,6 +273,8 @@ int main(int argc, char **argv)
             struct phases phases;
             if (only && strcmp(only, contender->name))
                 continue;
+            /* The machine is shared: start each run on a quiet machine (waits at most 30 s). */
+            bench_wait_for_quiet(0.10, 30);
             if (contender->run(count, &phases) < 0) {
                 fprintf(stderr, "bench_timers: %s failed\n", contender->name);
                 continue;

@@ -68,7 +68,8 @@ static void start_child_then_check(void)
     eventer_aco_start(record_start, probe);
     ARK_ASSERT_EQ(test_load(&probe->ran), 0);
     struct timeval pause = {0, 1000};
-    eventer_aco_sleep(&pause);
+    for (int i = 0; i < 5000 && test_load(&probe->ran) == 0; i++)
+        eventer_aco_sleep(&pause);
     ARK_ASSERT_EQ(test_load(&probe->ran), 1);
     aco_exit();
 }
