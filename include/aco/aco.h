@@ -44,6 +44,8 @@
  *   overwriting other memory, unless a single frame is larger than the guard.
  * - Each co has its own floating-point control state (x87 control word and MXCSR on x86_64,
  *   FPCR on aarch64): a co that changes the rounding mode does not change its caller's.
+ *   The sticky exception flags (x87 status word, MXCSR bits 0-5, FPSR) belong to the thread,
+ *   not to a co: fetestexcept() after a resume also sees flags the co raised.
  *   A new co starts with the thread's state as it was at aco_thread_init (or at the thread's
  *   first aco call if aco_thread_init was not called).
  * - `errno` is not switched: it belongs to the thread. Save it yourself if a co must keep

@@ -43,12 +43,18 @@
  * eventer_init()...) is reported with a message naming the call and aborts the process.
  * Run-time failures (an fd the poller refuses, a job thread that cannot start) are logged on
  * "error/eventer" and survived.
+ *
+ * This header is the umbrella: it also brings in <aco/aco.h> (aco_exit()), <errno.h>,
+ * <sys/time.h>, the job queues (<eventer/eventer_jobq.h>) and the co-routine layer
+ * (<eventer/eventer_aco.h>).
  */
 #ifndef EVENTER_EVENTER_H
 #define EVENTER_EVENTER_H
 
 #include <mtev_defines.h>
 #include <mtev_log.h>
+
+#include <aco/aco.h>
 
 #include <errno.h>
 #include <pthread.h>
@@ -355,7 +361,8 @@ static inline eventer_t eventer_add_timer_next_opportunity(eventer_func_t callba
  * default_queue_threads (default job queue concurrency, default 10),
  * default_jobq_ordering (fifo|lifo), rlim_nofiles (>= 256; default 1048576 capped by the
  * hard limit), jobq_<name> = concurrency[,min[,max[,memory_safety[,backlog[,lifo|fifo]]]]]
- * (creates or adjusts that queue), max_sleeptime_ms (longest wait, default 1000).
+ * (creates or adjusts that queue), max_sleeptime_ms (longest wait of a loop thread that has
+ * recurrent events, default 1000; a loop without any waits until it has work).
  * Returns 0, or -1 (logged) for an unknown key or bad value.
  */
 ARK_EXTERN int eventer_propset(const char *key, const char *value);
@@ -453,5 +460,6 @@ ARK_EXTERN const char *eventer_name_for_callback_e(eventer_func_t callback, even
 ARK_END_DECLS
 
 #include <eventer/eventer_jobq.h>
+#include <eventer/eventer_aco.h>
 
 #endif

@@ -27,12 +27,12 @@
 #ifndef EVENTER_EVENTER_JOBQ_H
 #define EVENTER_EVENTER_JOBQ_H
 
+/* A job queue (opaque). Declared before eventer.h, whose ACO part uses it. */
+typedef struct _eventer_jobq eventer_jobq_t;
+
 #include <eventer/eventer.h>
 
 ARK_BEGIN_DECLS
-
-/* A job queue (opaque). */
-typedef struct _eventer_jobq eventer_jobq_t;
 
 /* Accepted for libmtev compatibility; no effect. */
 typedef enum {

@@ -38,8 +38,12 @@ aco_switch:
     ldp     d10, d11, [x1, #120]
     ldp     d12, d13, [x1, #136]
     ldp     d14, d15, [x1, #152]
-    ldr     x10, [x1, #168]
-    msr     fpcr, x10
+    /* Writing FPCR may synchronise the pipeline: skip it when both contexts agree. */
+    ldr     x11, [x1, #168]
+    cmp     x10, x11
+    b.eq    1f
+    msr     fpcr, x11
+1:
     mov     sp, x9
     /* An indirect branch, not `ret`: the return predictor cannot know the other context. */
     br      x30

@@ -26,7 +26,25 @@ aco_switch:
     /* Fetch where to continue first, so the jump target is known early. */
     movq    0(%rsi), %rdx
     movq    (%rdx), %rax
-    ldmxcsr 56(%rsi)
+    /*
+     * MXCSR: only the control bits (6-15: DAZ, masks, rounding, FZ) belong to a context; the
+     * sticky status flags (bits 0-5) stay with the thread, as the x87 status word does. A
+     * ldmxcsr that changes the register is microcoded and costs ~150 ns here, and flags
+     * differ after almost any arithmetic, so load only when the control bits differ, keeping
+     * the current flags. The red zone below rsp is ours: this is a leaf on the old stack.
+     */
+    movl    56(%rdi), %ecx
+    movl    56(%rsi), %r8d
+    xorl    %ecx, %r8d
+    testl   $0xffc0, %r8d
+    jz      1f
+    andl    $0x3f, %ecx
+    movl    56(%rsi), %r8d
+    andl    $0xffc0, %r8d
+    orl     %ecx, %r8d
+    movl    %r8d, -8(%rsp)
+    ldmxcsr -8(%rsp)
+1:
     fldcw   60(%rsi)
     movq    8(%rsi), %rbx
     movq    16(%rsi), %rbp

@@ -222,6 +222,8 @@ eventer_t eventer_alloc_copy(eventer_t source)
     e->closure = source->closure;
     e->thr_owner = source->thr_owner;
     e->owner_loop = source->owner_loop;
+    if (source->flags & EVENT_FLAG_ACO)
+        eventer_impl_aco_copy(source, e);
     return e;
 }
 
@@ -241,6 +243,8 @@ mtev_boolean eventer_deref(eventer_t e)
                       (void *)e);
         return mtev_false;
     }
+    if (e->aco_context)
+        eventer_impl_aco_release(e);
     free(e->job);
     free(e);
     __atomic_sub_fetch(&allocations_current, 1, __ATOMIC_RELAXED);
@@ -1011,7 +1015,11 @@ static void *loop_main(void *argument)
         if (eventer_impl_stopping())
             break;
         uint64_t timeout = eventer_impl_timers_next_wait(loop);
-        if (timeout > max_sleep_us)
+        /* Recurrent events run once per iteration, so a loop that has any wakes at least
+         * every max_sleeptime. One without them sleeps until a timer, a descriptor or another
+         * thread wakes it: arming a timeout for every sleep costs about a microsecond per
+         * wake-up here (a timer reprogramming in the VM), a tenth of a small request's work. */
+        if (timeout > max_sleep_us && loop->recurrent_count > 0)
             timeout = max_sleep_us;
         run_pre_wait_hooks(loop, &timeout);
         int count = eventer_poller_wait(&loop->poller, ready, timeout);
@@ -1036,6 +1044,7 @@ static void *loop_main(void *argument)
                 eventer_impl_dispatch_fd(loop, e, fired);
         }
     }
+    eventer_impl_aco_loop_exit(loop);
     this_loop = NULL;
     return NULL;
 }
@@ -1304,6 +1313,7 @@ void eventer_cleanup(void)
         release_recurrent(loop);
     }
     eventer_impl_jobq_free();
+    eventer_impl_aco_cleanup();
     for (int fd = 0; fd < fd_table_size; fd++) {
         eventer_t e = __atomic_exchange_n(&fd_table[fd], NULL, __ATOMIC_ACQ_REL);
         if (e)

@@ -78,24 +78,32 @@ eventer_fd_opset_t eventer_POSIX_fd_opset = &posix_opset;
 
 int eventer_read(eventer_t e, void *buffer, size_t length, int *mask)
 {
+    if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
+        eventer_impl_aco_classic_misuse("eventer_read", e);
     int ignored;
     return e->opset->read(e->fd, buffer, length, mask ? mask : &ignored, e);
 }
 
 int eventer_write(eventer_t e, const void *buffer, size_t length, int *mask)
 {
+    if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
+        eventer_impl_aco_classic_misuse("eventer_write", e);
     int ignored;
     return e->opset->write(e->fd, buffer, length, mask ? mask : &ignored, e);
 }
 
 int eventer_accept(eventer_t e, struct sockaddr *address, socklen_t *length, int *mask)
 {
+    if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
+        eventer_impl_aco_classic_misuse("eventer_accept", e);
     int ignored;
     return e->opset->accept(e->fd, address, length, mask ? mask : &ignored, e);
 }
 
 int eventer_close(eventer_t e, int *mask)
 {
+    if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
+        eventer_impl_aco_classic_misuse("eventer_close", e);
     int ignored;
     return e->opset->close(e->fd, mask ? mask : &ignored, e);
 }

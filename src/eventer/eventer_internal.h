@@ -213,4 +213,19 @@ void eventer_impl_unregister_wait_hooks(int handle);
 /* Sets the event eventer_get_this_event() reports on this thread; returns the previous. */
 eventer_t eventer_impl_set_this_event(eventer_t e);
 
+/* ---- the ACO layer (eventer_aco.c), called by the core ---- */
+
+/* Non-NULL while a co started by eventer_aco_start*() runs on this thread. */
+extern __thread void *eventer_impl_aco_running __attribute__((tls_model("initial-exec")));
+/* eventer_read/write/accept/close on a classic event from inside a co: reports, aborts. */
+ARK_NORETURN void eventer_impl_aco_classic_misuse(const char *call, eventer_t e);
+/* eventer_deref() is freeing an event that carries an aco_context. */
+void eventer_impl_aco_release(eventer_t e);
+/* eventer_alloc_copy() of an aco event: the copy gets the classic callback and opset. */
+void eventer_impl_aco_copy(eventer_t source, eventer_t copy);
+/* On a loop thread as it stops: destroys its cos. */
+void eventer_impl_aco_loop_exit(struct eventer_loop *loop);
+/* eventer_cleanup(), once every loop stopped: frees starts that never ran. */
+void eventer_impl_aco_cleanup(void);
+
 #endif

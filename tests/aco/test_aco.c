@@ -302,6 +302,48 @@ ARK_TEST(rounding_mode_is_per_co)
     aco_destroy(main_co);
 }
 
+struct fp_flags {
+    int round_after_yield;
+    int inexact_after_yield;
+};
+
+static void fp_flags_co_function(void)
+{
+    struct fp_flags *state = aco_get_arg();
+    fesetround(FE_UPWARD);
+    feclearexcept(FE_ALL_EXCEPT);
+    volatile double quotient = divide(1.0, 3.0); /* raises FE_INEXACT */
+    (void)quotient;
+    aco_yield();
+    state->round_after_yield = fegetround();
+    state->inexact_after_yield = fetestexcept(FE_INEXACT) != 0;
+    aco_exit();
+}
+
+ARK_TEST(exception_flags_belong_to_the_thread_control_to_the_co)
+{
+    aco_thread_init(NULL);
+    aco_t *main_co = aco_create(NULL, NULL, 0, NULL, NULL);
+    aco_share_stack_t *stack = aco_share_stack_new(0);
+    struct fp_flags state = {0};
+    aco_t *co = aco_create(main_co, stack, 0, fp_flags_co_function, &state);
+    fesetround(FE_TONEAREST);
+    feclearexcept(FE_ALL_EXCEPT);
+    aco_resume(co);
+    /* The flag the co raised is the thread's; its rounding mode stayed with it. */
+    ARK_ASSERT(fetestexcept(FE_INEXACT) != 0);
+    ARK_ASSERT_EQ(fegetround(), FE_TONEAREST);
+    feclearexcept(FE_ALL_EXCEPT);
+    aco_resume(co);
+    ARK_ASSERT_EQ(state.round_after_yield, FE_UPWARD);
+    ARK_ASSERT_EQ(state.inexact_after_yield, 0); /* cleared by the caller meanwhile */
+    ARK_ASSERT_EQ(fegetround(), FE_TONEAREST);
+    ARK_ASSERT(co->is_end);
+    aco_destroy(co);
+    aco_share_stack_destroy(stack);
+    aco_destroy(main_co);
+}
+
 struct fp_exceptions {
     int enabled_traps;
     double quotient;

@@ -7,6 +7,8 @@
 #include <mtev_conf.h>
 
 #include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <sys/wait.h>
 
@@ -21,7 +23,12 @@ static int stop_from_timer(eventer_t e, int mask, void *closure, struct timeval 
 ARK_TEST(init_then_loop_returns_after_shutdown)
 {
     ARK_ASSERT_EQ(eventer_init(), 0);
-    ARK_ASSERT(eventer_loop_concurrency() >= 2);
+    /* Defaults: one loop thread per core plus one (at least two), a default job queue. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ARK_ASSERT_EQ(eventer_loop_concurrency(), cores + 1 < 2 ? 2 : cores + 1);
+    ARK_ASSERT(eventer_default_jobq() != NULL);
+    ARK_ASSERT(eventer_jobq_retrieve("default_queue") == eventer_default_jobq());
+    ARK_ASSERT_EQ(eventer_jobq_get_concurrency(eventer_default_jobq()), 10);
     ARK_ASSERT(!eventer_in_loop());
     static int fired;
     ARK_ASSERT(eventer_add_in_s_us(stop_from_timer, &fired, 0, 10000) != NULL);
@@ -178,6 +185,136 @@ ARK_TEST(propset_rejects_unknown_and_bad_values)
     test_eventer_stop();
 }
 
+static void propset_child(void *argument)
+{
+    /* A low soft limit that rlim_nofiles must raise (the hard limit allows 1024 here). */
+    struct rlimit limit;
+    ARK_ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+    ARK_ASSERT(limit.rlim_max == RLIM_INFINITY || limit.rlim_max >= 1024);
+    limit.rlim_cur = 300;
+    ARK_ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+    ARK_ASSERT_EQ(eventer_propset("rlim_nofiles", "1024"), 0);
+    ARK_ASSERT_EQ(eventer_propset("concurrency", "3"), 0);
+    ARK_ASSERT_EQ(eventer_propset("default_jobq_ordering", "lifo"), 0);
+    ARK_ASSERT_EQ(eventer_propset("jobq_disk", "3,1,6,none,7,fifo"), 0);
+    ARK_ASSERT_EQ(eventer_init(), 0);
+    ARK_ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+    ARK_ASSERT_EQ(limit.rlim_cur, 1024);
+    ARK_ASSERT_EQ(eventer_loop_concurrency(), 3);
+    ARK_ASSERT(eventer_jobq_get_lifo(eventer_default_jobq()));
+    eventer_jobq_t *disk = eventer_jobq_retrieve("disk");
+    ARK_ASSERT(disk != NULL);
+    ARK_ASSERT_EQ(eventer_jobq_get_concurrency(disk), 3);
+    ARK_ASSERT_EQ(eventer_jobq_get_max_backlog(disk), 7);
+    ARK_ASSERT(!eventer_jobq_get_lifo(disk));
+    uint32_t min = 0, max = 0;
+    eventer_jobq_get_min_max(disk, &min, &max);
+    ARK_ASSERT_EQ(min, 1);
+    ARK_ASSERT_EQ(max, 6);
+    /* A queue setting given while running applies at once. */
+    ARK_ASSERT_EQ(eventer_propset("jobq_disk", "5"), 0);
+    ARK_ASSERT_EQ(eventer_jobq_get_concurrency(disk), 5);
+    test_eventer_stop();
+    exit(0);
+}
+
+ARK_TEST(propset_keys_take_effect)
+{
+    char text[4096];
+    int status = ark_test_run_in_child(propset_child, NULL, text, sizeof(text));
+    ARK_ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, text);
+}
+
+/* ---- running out of memory is reported and survived ---- */
+
+/* The sanitizers reserve far more address space than any limit this test could set. */
+#if !defined(ARK_ASAN) && !defined(ARK_TSAN)
+#define OOM_SLOTS 4000000
+
+static long address_space_in_use(void)
+{
+    FILE *status = fopen("/proc/self/status", "r");
+    char line[256];
+    long kilobytes = -1;
+    while (status && fgets(line, sizeof(line), status))
+        if (sscanf(line, "VmSize: %ld kB", &kilobytes) == 1)
+            break;
+    if (status)
+        fclose(status);
+    return kilobytes * 1024;
+}
+
+static int after_oom_fired;
+
+static void out_of_memory_child(void *argument)
+{
+    test_eventer_start(2);
+    eventer_t *events = calloc(OOM_SLOTS, sizeof(eventer_t));
+    ARK_ASSERT(events != NULL);
+    memset(events, 0, OOM_SLOTS * sizeof(eventer_t)); /* mapped now, not under the limit */
+    long in_use = address_space_in_use();
+    ARK_ASSERT(in_use > 0);
+    struct rlimit saved, limited;
+    ARK_ASSERT_EQ(getrlimit(RLIMIT_AS, &saved), 0);
+    limited = saved;
+    limited.rlim_cur = (rlim_t)in_use + (32 << 20);
+    ARK_ASSERT_EQ(setrlimit(RLIMIT_AS, &limited), 0);
+    long made = 0;
+    while (made < OOM_SLOTS && (events[made] = eventer_alloc()) != NULL)
+        made++;
+    ARK_ASSERT_EQ(setrlimit(RLIMIT_AS, &saved), 0);
+    ARK_ASSERT_MSG(made < OOM_SLOTS, "never ran out of memory (%ld events)", made);
+    ARK_ASSERT_EQ(eventer_allocations_current(), made);
+    for (long i = 0; i < made; i++)
+        eventer_free(events[i]);
+    free(events);
+    /* The loops are unharmed: a timer still fires. */
+    eventer_add_in_s_us(stop_from_timer, &after_oom_fired, 0, 1000);
+    test_wait_for_count(&after_oom_fired, 1, "timer after running out of memory");
+    test_eventer_stop();
+    exit(0);
+}
+
+ARK_TEST(out_of_memory_is_reported_and_survived)
+{
+    char text[4096];
+    int status = ark_test_run_in_child(out_of_memory_child, NULL, text, sizeof(text));
+    ARK_ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, text);
+    ARK_ASSERT_MSG(strstr(text, "eventer_alloc: out of memory") != NULL, "stderr: %s", text);
+}
+#endif
+
+/* ---- logging: debug/eventer is off unless asked for ---- */
+
+static int debug_lines;
+static char debug_text[256];
+
+static void count_debug_line(void *closure, mtev_log_stream_t stream, const char *line,
+                             size_t length)
+{
+    if (test_increment(&debug_lines) == 1)
+        snprintf(debug_text, sizeof(debug_text), "%.*s", (int)length, line);
+}
+
+ARK_TEST(debug_eventer_stream_is_off_unless_enabled)
+{
+    mtev_log_stream_t debug = mtev_log_stream_find("debug/eventer");
+    ARK_ASSERT(debug != NULL);
+    ARK_ASSERT(!mtev_log_stream_is_enabled(debug));
+    mtev_log_stream_set_writer(debug, count_debug_line, NULL);
+    /* eventer_init() has a debug line; off, it must not reach the output. */
+    test_eventer_start(2);
+    test_eventer_stop();
+    ARK_ASSERT_EQ(test_load(&debug_lines), 0);
+    mtev_log_stream_enable(debug, mtev_true);
+    test_eventer_start(2);
+    test_eventer_stop();
+    ARK_ASSERT(test_load(&debug_lines) >= 1);
+    ARK_ASSERT_MSG(strstr(debug_text, "eventer_init") != NULL, "debug line: %s", debug_text);
+    mtev_log_stream_set_writer(debug, NULL, NULL);
+    mtev_log_stream_inherit(debug);
+}
+
 ARK_TEST(eventer_config_section_takes_effect)
 {
     const char *xml = "<app>\n"
@@ -248,6 +385,65 @@ ARK_TEST(wait_hooks_and_run_on_loop)
     int target = 101;
     test_wait_for_count(&ran_on, target, "run_on_loop");
     ARK_ASSERT_EQ(test_load(&ran_on), 101);
+    test_eventer_stop();
+}
+
+static uint64_t seen_timeout_us;
+static int seen_waits;
+
+static void record_timeout(void *closure, int loop_index, uint64_t *timeout_us)
+{
+    __atomic_store_n(&seen_timeout_us, *timeout_us, __ATOMIC_RELEASE);
+    test_increment(&seen_waits);
+}
+
+static void wake_only(void *closure)
+{
+}
+
+static int idle_recurrent(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    return 0;
+}
+
+/* The wait the loop plans after being woken (the hook sees it before the poller does). */
+static uint64_t next_planned_wait(void)
+{
+    int before = test_load(&seen_waits);
+    ARK_ASSERT_EQ(eventer_impl_run_on_loop(1, wake_only, NULL), 0);
+    test_wait_for_count(&seen_waits, before + 1, "a wait of loop 1");
+    return __atomic_load_n(&seen_timeout_us, __ATOMIC_ACQUIRE);
+}
+
+ARK_TEST(max_sleeptime_bounds_waits_of_loops_with_recurrent_events)
+{
+    ARK_ASSERT_EQ(eventer_propset("max_sleeptime_ms", "50"), 0);
+    ARK_ASSERT_EQ(eventer_propset("max_sleeptime_ms", "0"), -1);
+    test_eventer_start(2);
+    int handle = eventer_impl_register_wait_hooks(1, record_timeout, NULL, NULL);
+    ARK_ASSERT(handle >= 0);
+    /* Nothing to do: the loop sleeps until something wakes it. */
+    ARK_ASSERT(next_planned_wait() == UINT64_MAX);
+    /* A recurrent event must run at least every max_sleeptime. */
+    eventer_t e = eventer_alloc_recurrent(idle_recurrent, NULL);
+    eventer_set_owner(e, eventer_choose_owner(1));
+    eventer_add(e);
+    uint64_t planned = next_planned_wait();
+    ARK_ASSERT_MSG(planned <= 50000, "planned wait %llu us", (unsigned long long)planned);
+    /* A timer bounds the wait by its deadline, recurrent events or not. */
+    ARK_ASSERT(eventer_remove(e) == e);
+    eventer_free(e);
+    next_planned_wait(); /* the iteration that drops the removed event */
+    eventer_t timer = eventer_alloc_timer_next_opportunity(nothing, NULL, eventer_choose_owner(1));
+    struct timeval in_a_minute;
+    gettimeofday(&in_a_minute, NULL);
+    in_a_minute.tv_sec += 60;
+    eventer_update_whence(timer, in_a_minute);
+    eventer_add(timer);
+    planned = next_planned_wait();
+    ARK_ASSERT_MSG(planned > 50000 && planned <= 60000000, "planned wait %llu us",
+                   (unsigned long long)planned);
+    eventer_impl_unregister_wait_hooks(handle);
     test_eventer_stop();
 }
 

@@ -164,6 +164,61 @@ ARK_TEST(fd_event_moves_between_loop_threads)
     test_eventer_stop();
 }
 
+/* eventer_update from a thread that does not own the event changes its interest. */
+struct interest {
+    int reads, writes, wrong_thread, closed;
+};
+
+static int interest_callback(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct interest *state = closure;
+    if (!eventer_thread_check(e))
+        test_increment(&state->wrong_thread);
+    if (mask & EVENTER_WRITE) {
+        test_increment(&state->writes);
+        return EVENTER_READ; /* one writable report is enough: back to reading */
+    }
+    char byte;
+    int got = eventer_read(e, &byte, 1, &mask);
+    if (got == 1)
+        test_increment(&state->reads);
+    if (got == 0) {
+        eventer_remove_fde(e);
+        eventer_close(e, &mask);
+        test_increment(&state->closed);
+        return 0;
+    }
+    return EVENTER_READ;
+}
+
+ARK_TEST(update_from_another_thread_changes_interest)
+{
+    test_eventer_start(3);
+    int pair[2];
+    ARK_ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+    eventer_set_fd_nonblocking(pair[0]);
+    static struct interest state;
+    eventer_t e = eventer_alloc_fd(interest_callback, &state, pair[0], EVENTER_READ);
+    eventer_set_owner(e, eventer_choose_owner(2));
+    eventer_add(e);
+    /* Writable all along, but only READ was asked for: no write report yet. */
+    ARK_ASSERT_EQ(write(pair[1], "r", 1), 1);
+    test_wait_for_count(&state.reads, 1, "read");
+    ARK_ASSERT_EQ(test_load(&state.writes), 0);
+    eventer_update(e, EVENTER_WRITE);
+    test_wait_for_count(&state.writes, 1, "write after update");
+    /* The callback asked for READ again: reads still arrive, writes stop. */
+    ARK_ASSERT_EQ(write(pair[1], "r", 1), 1);
+    test_wait_for_count(&state.reads, 2, "read after update");
+    test_sleep_ms(20);
+    ARK_ASSERT_EQ(test_load(&state.writes), 1);
+    /* The owner ends it: removing it from here could free it under a running callback. */
+    close(pair[1]);
+    test_wait_for_count(&state.closed, 1, "end of stream");
+    ARK_ASSERT_EQ(test_load(&state.wrong_thread), 0);
+    test_eventer_stop();
+}
+
 /* A floated event (not registered) resumed with eventer_trigger from another thread. */
 struct floated {
     int triggered;

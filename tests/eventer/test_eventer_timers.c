@@ -246,3 +246,37 @@ ARK_TEST(next_opportunity_runs_on_chosen_thread)
     ARK_ASSERT_NE(eventer_is_loop(eventer_choose_owner(2)), 0);
     test_eventer_stop();
 }
+
+/* The helpers all add timers that fire once, on time and never early. */
+static struct order_check helper_check;
+
+ARK_TEST(timer_helpers_fire_once_and_never_early)
+{
+    test_eventer_start(2);
+    struct timeval now;
+    gettimeofday(&now, NULL);
+    struct timeval at = {now.tv_sec, now.tv_usec + 3000};
+    if (at.tv_usec >= 1000000) {
+        at.tv_sec++;
+        at.tv_usec -= 1000000;
+    }
+    ARK_ASSERT(eventer_add_at(ordered_timer, &helper_check, at) != NULL);
+    ARK_ASSERT(eventer_add_in(ordered_timer, &helper_check, (struct timeval){0, 2000}) != NULL);
+    ARK_ASSERT(eventer_add_in_s_us(ordered_timer, &helper_check, 0, 4000) != NULL);
+    eventer_t later = eventer_in(ordered_timer, &helper_check, (struct timeval){0, 5000});
+    eventer_t latest = eventer_in_s_us(ordered_timer, &helper_check, 0, 6000);
+    eventer_t exact = eventer_at(ordered_timer, &helper_check, at);
+    ARK_ASSERT(later && latest && exact);
+    ARK_ASSERT_EQ(eventer_get_mask(later), EVENTER_TIMER);
+    ARK_ASSERT(whence_of(exact) == (uint64_t)at.tv_sec * 1000000u + (uint64_t)at.tv_usec);
+    eventer_add(later);
+    eventer_add(latest);
+    eventer_add(exact);
+    test_wait_for_count(&helper_check.fired, 6, "helper timers");
+    test_sleep_ms(20);
+    ARK_ASSERT_EQ(test_load(&helper_check.fired), 6);
+    ARK_ASSERT_EQ(helper_check.early, 0);
+    ARK_ASSERT_EQ(helper_check.out_of_order, 0);
+    ARK_ASSERT_EQ(helper_check.wrong_thread, 0);
+    test_eventer_stop();
+}
