@@ -232,6 +232,18 @@ struct ecap_host_xaction_methods {
     int (*wake)(ecap_host_xaction_t *hostx);
     /* The host this transaction belongs to. Thread: any. */
     ecap_host_t *(*host)(ecap_host_xaction_t *hostx);
+    /*
+     * Beyond eCAP: runs `function(hostx, argument)` as a co-routine on the owner loop
+     * thread, started after the current call returns. Inside it the adapter may call this
+     * transaction's host methods and wait in blocking style with the host's co-routine I/O
+     * (Arkenstone: eventer_aco_read/write/connect/sleep with timeouts) instead of running
+     * threads. The host keeps the handle valid until `function` returns. If the host stops
+     * the transaction meanwhile, stop() is delivered while the co-routine waits: when it
+     * resumes, host calls return ECAP_E_STOPPED, so the adapter must keep (reference-count)
+     * the state the co-routine uses. ECAP_E_UNSUPPORTED on hosts without co-routines.
+     */
+    int (*run_co)(ecap_host_xaction_t *hostx,
+                  void (*function)(ecap_host_xaction_t *hostx, void *argument), void *argument);
 };
 
 struct ecap_host_xaction {
@@ -347,6 +359,12 @@ static inline int ecap_host_xaction_wake(ecap_host_xaction_t *x)
 static inline ecap_host_t *ecap_host_xaction_host(ecap_host_xaction_t *x)
 {
     return x->methods->host(x);
+}
+static inline int ecap_host_xaction_run_co(ecap_host_xaction_t *x,
+                                           void (*function)(ecap_host_xaction_t *, void *),
+                                           void *argument)
+{
+    return x->methods->run_co(x, function, argument);
 }
 static inline ecap_host_xaction_t *ecap_weak_lock(ecap_weak_t *weak)
 {

@@ -81,6 +81,8 @@ extern "C" {
 #define ECAP_E_AGAIN (-17)
 /* The service already exists (two registrations of one URI). */
 #define ECAP_E_EXISTS (-18)
+/* The time allowed for the call ran out. */
+#define ECAP_E_TIMEOUT (-19)
 
 /* Returns a static, human-readable name for an ECAP_* status. Thread: any. */
 static inline const char *ecap_strerror(int status)
@@ -124,6 +126,8 @@ static inline const char *ecap_strerror(int status)
         return "try again later";
     case ECAP_E_EXISTS:
         return "already exists";
+    case ECAP_E_TIMEOUT:
+        return "timed out";
     default:
         return "unknown status";
     }

@@ -239,6 +239,36 @@ ARK_EXTERN void ecap_chain_cancel(ecap_chain_t *chain);
  */
 ARK_EXTERN void ecap_chain_free(ecap_chain_t *chain);
 
+/* ---- chains from co-routines ---- */
+
+/* What ecap_chain_run_aco() brings back. */
+struct ecap_chain_result {
+    enum ecap_outcome outcome;
+    ecap_message_t *message; /* the message to forward (the caller's copy), NULL if none */
+    char *body;              /* the final body (malloc'd, NUL after the last byte), or NULL */
+    size_t body_size;
+    enum ecap_body_state body_state;
+    char reason[160]; /* why a stage blocked or aborted, "" otherwise */
+};
+
+/*
+ * From inside a co-routine on a loop thread (eventer_aco_start*()): runs `virgin` (owned by
+ * the call from then on, also on error) with its body `body[0..body_size)` (borrowed for the
+ * call; ignored when the message has no body) through `count` services, waiting in blocking
+ * style (other co-routines and the loop run meanwhile) until the outcome is known and the
+ * final body was read completely, or until `timeout` (relative; NULL = none) expires. The
+ * final body is collected in memory: for bodies that do not fit, use the callback chain.
+ * Returns ECAP_OK with `*result` filled (release it with ecap_chain_result_release()),
+ * ECAP_E_TIMEOUT (the chain was cancelled; `*result` holds outcome CANCELLED or what was
+ * known), ECAP_E_WRONG_THREAD outside a co-routine, or another status from the chain.
+ */
+ARK_EXTERN int ecap_chain_run_aco(ecap_service_t *const *services, size_t count,
+                                  ecap_message_t *virgin, const ecap_message_t *cause,
+                                  const void *body, size_t body_size, const struct timeval *timeout,
+                                  struct ecap_chain_result *result);
+/* Frees what a result holds and empties it. */
+ARK_EXTERN void ecap_chain_result_release(struct ecap_chain_result *result);
+
 ARK_END_DECLS
 
 #endif

@@ -939,7 +939,7 @@ static int stage_wake(ecap_host_xaction_t *handle)
     struct adapt_stage *s = from_handle(handle);
     if (!s)
         return ECAP_E_INVALID;
-    if (is_stopped(s))
+    if (is_stopped(s) || !eventer_impl_running())
         return ECAP_E_STOPPED;
     adapt_count(&s->service->wakes);
     eventer_impl_wake(&eventer_impl_loops[s->loop->index]);
@@ -949,6 +949,56 @@ static int stage_wake(ecap_host_xaction_t *handle)
 static ecap_host_t *stage_host(ecap_host_xaction_t *handle)
 {
     return ecap_host();
+}
+
+struct co_start {
+    struct adapt_notice notice;
+    struct adapt_stage *stage;
+    void (*function)(ecap_host_xaction_t *hostx, void *argument);
+    void *argument;
+};
+
+static void co_entry(void)
+{
+    struct co_start *start = eventer_aco_arg();
+    start->function(&start->stage->handle, start->argument);
+    stage_unref(start->stage);
+    free(start);
+}
+
+static void run_co_start(struct adapt_notice *notice)
+{
+    struct co_start *start = container_of(notice, struct co_start, notice);
+    struct adapt_stage *s = start->stage;
+    if (!stage_live(s)) {
+        stage_unref(s);
+        free(start);
+        return;
+    }
+    /* Outside any co-routine (notices run in the wait hooks): it runs at once until it waits. */
+    eventer_aco_start_on(s->owner, co_entry, start, 0, EVENTER_ACO_MAY_RETURN);
+}
+
+static int stage_run_co(ecap_host_xaction_t *handle,
+                        void (*function)(ecap_host_xaction_t *hostx, void *argument),
+                        void *argument)
+{
+    struct adapt_stage *s = from_handle(handle);
+    int status = check_call(s, "run_co");
+    if (status != ECAP_OK)
+        return status;
+    if (!function)
+        return misuse(s, ECAP_E_INVALID, "run_co without a function");
+    struct co_start *start = calloc(1, sizeof(*start));
+    if (!start)
+        return adapt_fail(ECAP_E_NOMEM, "run_co: out of memory");
+    start->notice.run = run_co_start;
+    start->stage = s;
+    start->function = function;
+    start->argument = argument;
+    stage_ref(s);
+    adapt_notice_queue(s->loop, &start->notice);
+    return ECAP_OK;
 }
 
 static const struct ecap_host_xaction_methods stage_methods = {
@@ -977,6 +1027,7 @@ static const struct ecap_host_xaction_methods stage_methods = {
     .weak = stage_weak,
     .wake = stage_wake,
     .host = stage_host,
+    .run_co = stage_run_co,
 };
 
 static ecap_host_xaction_t *weak_lock(ecap_weak_t *handle)

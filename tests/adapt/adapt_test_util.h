@@ -72,4 +72,11 @@ void adapt_run_start(struct adapt_run *run);
 void adapt_run(struct adapt_run *run);
 void adapt_run_release(struct adapt_run *run);
 
+/*
+ * The stress run (test_adapt_stress.c): 10k transactions of `head` over two loop threads
+ * through a spy wrapping `inner`, random stops; asserts that the host never calls a
+ * transaction after stop or off its thread. Counts blocked outcomes in `*blocked`.
+ */
+void adapt_stress_run(ecap_service_t *inner, const char *head, int *blocked);
+
 #endif

@@ -55,11 +55,19 @@ static void spy_resume(void *xaction)
     x->inner->resume(x->inner_data);
 }
 
+static ecap_area_t spy_option(void *xaction, const char *name)
+{
+    struct spy_xaction *x = xaction;
+    spy_check(x);
+    return x->inner->option ? x->inner->option(x->inner_data, name) : ecap_area_borrow(NULL, 0);
+}
+
 static const struct ecap_xaction_methods spy_xaction_methods = {
     .version = 1,
     .start = spy_start,
     .stop = spy_stop,
     .resume = spy_resume,
+    .option = spy_option,
 };
 
 static const char *spy_uri(void *service)
@@ -85,7 +93,7 @@ static int spy_make(void *service, ecap_host_xaction_t *hostx,
 
 static int spy_async(void *service)
 {
-    return 1;
+    return ecap_service_is_async(wrapped);
 }
 
 static void spy_suspend(void *service, struct timeval *timeout)
@@ -139,11 +147,15 @@ static void start_with_cancel(void *argument)
     }
 }
 
-ARK_TEST_TIMEOUT(stress_10k_transactions_random_stops_two_loops, 300)
+/*
+ * Runs 10k GET requests (`uri`) through the spy around `inner`, over two loops, a quarter
+ * cancelled right after start and a quarter by a timer within 3 ms. Returns the runs' count
+ * of outcomes that were not VIRGIN/CANCELLED in `others`.
+ */
+void adapt_stress_run(ecap_service_t *inner, const char *head, int *blocked)
 {
-    adapt_test_start(2);
-    struct ecap_option options[] = {{"delay_ms", "1"}, {"workers", "4"}, {"poll_ms", "5"}};
-    wrapped = adapt_test_service("async", ASYNC_URI, options, 3);
+    wrapped = inner;
+    violations = spy_stops = spy_resumes = 0;
     ARK_ASSERT_EQ(ecap_host_register_service(ecap_host(), &spy_methods, NULL), ECAP_OK);
     ecap_service_t *spy = ecap_service_find("ecap://test/spy");
     ARK_ASSERT_EQ(ecap_service_start(spy), ECAP_OK);
@@ -158,7 +170,7 @@ ARK_TEST_TIMEOUT(stress_10k_transactions_random_stops_two_loops, 300)
             int choice = (int)((seed >> 16) % 4);
             runs[i].run = (struct adapt_run){.services = {spy},
                                              .service_count = 1,
-                                             .head = "GET /stress HTTP/1.1\r\nHost: h\r\n\r\n",
+                                             .head = head,
                                              .loop = i % 2,
                                              .cancel_after_start = choice == 0};
             runs[i].cancel_delay_us = choice == 1 ? (int)((seed >> 4) % 3000) : -1;
@@ -169,7 +181,9 @@ ARK_TEST_TIMEOUT(stress_10k_transactions_random_stops_two_loops, 300)
         for (int i = first; i < first + BATCH; i++) {
             adapt_test_wait(&runs[i].run.done, 1, "a stress chain");
             enum ecap_outcome outcome = runs[i].run.outcome;
-            ARK_ASSERT(outcome == ECAP_OUTCOME_VIRGIN || outcome == ECAP_OUTCOME_CANCELLED);
+            ARK_ASSERT(outcome == ECAP_OUTCOME_VIRGIN || outcome == ECAP_OUTCOME_CANCELLED ||
+                       outcome == ECAP_OUTCOME_BLOCKED);
+            *blocked += outcome == ECAP_OUTCOME_BLOCKED;
             if (runs[i].run.cancel_after_start)
                 ARK_ASSERT_EQ(outcome, ECAP_OUTCOME_CANCELLED);
             adapt_run_release(&runs[i].run);
@@ -185,16 +199,35 @@ ARK_TEST_TIMEOUT(stress_10k_transactions_random_stops_two_loops, 300)
     ARK_ASSERT_EQ(adapt_load(&spy_stops), TOTAL);
     ARK_ASSERT_EQ(adapt_load(&violations), 0);
     ARK_ASSERT_EQ((uint64_t)adapt_load(&spy_resumes), stats.xaction_resumes);
-    ARK_ASSERT(stats.xaction_resumes >= (uint64_t)(TOTAL - cancelled_early - cancelled_later));
-    int virgin = 0;
+    int decided = 0;
     for (int i = 0; i < TOTAL; i++)
-        virgin += runs[i].run.outcome == ECAP_OUTCOME_VIRGIN;
-    ARK_ASSERT_EQ((uint64_t)virgin, stats.xaction_resumes);
+        decided += runs[i].run.outcome != ECAP_OUTCOME_CANCELLED;
+    ARK_ASSERT(decided >= TOTAL - cancelled_early - cancelled_later);
+    if (ecap_service_is_async(inner))
+        ARK_ASSERT_EQ((uint64_t)decided, stats.xaction_resumes);
     mtevL(mtev_notice,
-          "stress: %d transactions, %d cancelled at once, %d by timer, %llu resumed, "
+          "stress %s: %d transactions, %d cancelled at once, %d by timer, %llu resumed, "
           "%llu resume requests dropped after stop\n",
-          TOTAL, cancelled_early, cancelled_later, (unsigned long long)stats.xaction_resumes,
-          (unsigned long long)stats.skipped_resumes);
+          ecap_service_uri(inner), TOTAL, cancelled_early, cancelled_later,
+          (unsigned long long)stats.xaction_resumes, (unsigned long long)stats.skipped_resumes);
+    /* Co-routines still finishing a lookup for a cancelled transaction end by themselves. */
+    for (int waited = 0; waited < 20000; waited++) {
+        eventer_aco_stats_t aco;
+        eventer_aco_get_stats(&aco);
+        if (aco.live == 0)
+            break;
+        adapt_test_sleep_ms(1);
+    }
     adapt_test_stop();
     free(runs);
+}
+
+ARK_TEST_TIMEOUT(stress_10k_async_transactions_random_stops_two_loops, 300)
+{
+    adapt_test_start(2);
+    struct ecap_option options[] = {{"delay_ms", "1"}, {"workers", "4"}, {"poll_ms", "5"}};
+    int blocked = 0;
+    adapt_stress_run(adapt_test_service("async", ASYNC_URI, options, 3),
+                     "GET /stress HTTP/1.1\r\nHost: h\r\n\r\n", &blocked);
+    ARK_ASSERT_EQ(blocked, 0);
 }
