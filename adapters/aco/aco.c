@@ -268,11 +268,18 @@ static ecap_area_t aco_option(void *xaction, const char *name)
     return ecap_area_borrow(NULL, 0);
 }
 
+static int aco_visit_options(void *xaction, ecap_visitor_fn visitor, void *visitor_data)
+{
+    ecap_area_t value = aco_option(xaction, "X-Ecap-Lookup");
+    return value.size ? visitor(visitor_data, ecap_area_from_string("X-Ecap-Lookup"), value) : 0;
+}
+
 static const struct ecap_xaction_methods aco_xaction = {
     .version = 1,
     .start = aco_xaction_start,
     .stop = aco_xaction_stop,
     .option = aco_option,
+    .visit_options = aco_visit_options,
 };
 
 static int aco_make_xaction(void *data, ecap_host_xaction_t *hostx,

@@ -359,12 +359,20 @@ static ecap_area_t async_option(void *xaction, const char *name)
     return ecap_area_borrow(NULL, 0);
 }
 
+static int async_visit_options(void *xaction, ecap_visitor_fn visitor, void *visitor_data)
+{
+    ecap_area_t value = async_option(xaction, "X-Ecap-Async-Resumed");
+    return value.size ? visitor(visitor_data, ecap_area_from_string("X-Ecap-Async-Resumed"), value)
+                      : 0;
+}
+
 static const struct ecap_xaction_methods async_xaction = {
     .version = 1,
     .start = async_xaction_start,
     .stop = async_xaction_stop,
     .resume = async_xaction_resume,
     .option = async_option,
+    .visit_options = async_visit_options,
 };
 
 static int async_make_xaction(void *data, ecap_host_xaction_t *hostx,

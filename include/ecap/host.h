@@ -223,7 +223,9 @@ ARK_EXTERN ecap_message_t *ecap_chain_message(ecap_chain_t *chain);
 ARK_EXTERN const char *ecap_chain_reason(ecap_chain_t *chain);
 /*
  * The meta-information value `name` reported by the last stage that has it (e.g. an
- * "X-Virus-ID"), copied into an owning area the caller releases; empty if none.
+ * "X-Virus-ID"), copied into an owning area the caller releases; empty if none. A live stage
+ * is asked (option()); for a stopped one the host answers from the pairs the adapter's
+ * visit_options() gave just before stop(), so this works from on_done too.
  */
 ARK_EXTERN ecap_area_t ecap_chain_adapter_option(ecap_chain_t *chain, const char *name);
 /* True once on_done was (or is about to be) delivered. */

@@ -24,6 +24,18 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+struct chain_option {
+    char *name;
+    char *value;
+};
+
+/* One meta-information pair copied from an adapter transaction. */
+struct chain_meta {
+    char *name;
+    ecap_area_t value; /* owning copy */
+};
 
 enum decision {
     DECISION_OPEN,
@@ -60,14 +72,12 @@ struct adapt_stage {
     struct adapt_body *out_body;
     struct adapt_body out; /* this stage's adapted body */
     char reason[160];
+    struct chain_meta *meta; /* the adapter's meta-information, copied at stop */
+    size_t meta_count;
     struct adapt_notice n_start, n_vb_available, n_vb_done, n_ab_make, n_ab_make_more, n_ab_stop,
         n_resume, n_stop;
 };
 
-struct chain_option {
-    char *name;
-    char *value;
-};
 
 struct ecap_chain {
     size_t count;
@@ -122,6 +132,11 @@ static void stage_unref(struct adapt_stage *s)
     ecap_area_release(&s->out.held);
     ecap_message_free(s->adapted);
     s->adapted = NULL;
+    for (size_t i = 0; i < s->meta_count; i++) {
+        free(s->meta[i].name);
+        ecap_area_release(&s->meta[i].value);
+    }
+    free(s->meta);
     stage_free_memory(s);
 }
 
@@ -364,6 +379,25 @@ static void stage_check_done(struct adapt_stage *s)
     stage_notice(s, &s->n_stop);
 }
 
+static int keep_meta(void *closure, ecap_area_t name, ecap_area_t value)
+{
+    struct adapt_stage *s = closure;
+    struct chain_meta *grown = realloc(s->meta, (s->meta_count + 1) * sizeof(*grown));
+    if (!grown)
+        return 1;
+    s->meta = grown;
+    struct chain_meta meta = {malloc(name.size + 1), ecap_area_copy(value.data, value.size)};
+    if (!meta.name || (value.size && !meta.value.data)) {
+        free(meta.name);
+        ecap_area_release(&meta.value);
+        return 1;
+    }
+    memcpy(meta.name, name.data, name.size);
+    meta.name[name.size] = '\0';
+    s->meta[s->meta_count++] = meta;
+    return 0;
+}
+
 static void stage_do_stop(struct adapt_stage *s)
 {
     if (s->stop_called)
@@ -381,6 +415,9 @@ static void stage_do_stop(struct adapt_stage *s)
         s->out.at_end = 0;
         body_available(&s->out);
     }
+    /* The adapter may free its state in stop(): keep what it reported for the program. */
+    if (s->made && s->x->visit_options)
+        s->x->visit_options(s->xdata, keep_meta, s);
     if (s->made)
         s->x->stop(s->xdata);
     struct ecap_chain *chain = s->chain;
@@ -1378,7 +1415,13 @@ ecap_area_t ecap_chain_adapter_option(ecap_chain_t *chain, const char *name)
         return ecap_area_borrow(NULL, 0);
     for (size_t i = chain->created; i-- > 0;) {
         struct adapt_stage *s = chain->stages[i];
-        if (is_stopped(s) || !s->x->option)
+        if (is_stopped(s)) {
+            for (size_t j = 0; j < s->meta_count; j++)
+                if (strcasecmp(s->meta[j].name, name) == 0 && s->meta[j].value.size)
+                    return ecap_area_copy(s->meta[j].value.data, s->meta[j].value.size);
+            continue;
+        }
+        if (!s->made || !s->x->option)
             continue;
         ecap_area_t value = s->x->option(s->xdata, name);
         if (value.size) {

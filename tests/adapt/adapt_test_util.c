@@ -179,6 +179,12 @@ static void on_vb_room(ecap_chain_t *chain, void *closure)
 static void on_done(ecap_chain_t *chain, void *closure)
 {
     struct adapt_run *run = closure;
+    if (run->meta_name) {
+        ecap_area_t value = ecap_chain_adapter_option(chain, run->meta_name);
+        snprintf(run->meta_value, sizeof(run->meta_value), "%.*s", (int)value.size,
+                 value.data ? value.data : "");
+        ecap_area_release(&value);
+    }
     if (run->outcome == ECAP_OUTCOME_PENDING)
         run->outcome = ecap_chain_outcome(chain);
     run->body_state = ecap_chain_body_state(chain);
@@ -205,6 +211,9 @@ static void run_begin(void *argument)
     ARK_ASSERT_MSG(run->chain != NULL, "%s", ecap_host_last_error());
     if (run->vb_capacity)
         ARK_ASSERT_EQ(ecap_chain_set_vb_capacity(run->chain, run->vb_capacity), ECAP_OK);
+    if (run->host_option[0])
+        ARK_ASSERT_EQ(ecap_chain_set_option(run->chain, run->host_option[0], run->host_option[1]),
+                      ECAP_OK);
     ARK_ASSERT_EQ(ecap_chain_start(run->chain), ECAP_OK);
     if (ecap_message_has_body(virgin))
         run_write(run);

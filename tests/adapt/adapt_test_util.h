@@ -51,6 +51,9 @@ struct adapt_run {
     int discard_output;      /* count output bytes only (and keep the first 64 KiB) */
     int cancel_after_start;  /* cancel right after starting */
     int loop;
+    const char *host_option[2]; /* a host meta-information option set on the chain */
+    const char *meta_name;      /* adapter meta-information read when done: */
+    char meta_value[64];        /* its value ("" if none) */
     /* out */
     enum ecap_outcome outcome;
     char *output_head;

@@ -118,10 +118,14 @@ ARK_TEST(aco_adapter_blocks_urls_the_lookup_service_lists)
     const char *heads[] = {"GET http://shop.test/blocked/page HTTP/1.1\r\nHost: shop.test\r\n\r\n",
                            "GET http://shop.test/fine HTTP/1.1\r\nHost: shop.test\r\n\r\n"};
     for (int i = 0; i < 2; i++) {
-        struct adapt_run run = {
-            .services = {service}, .service_count = 1, .head = heads[i], .loop = i};
+        struct adapt_run run = {.services = {service},
+                                .service_count = 1,
+                                .head = heads[i],
+                                .loop = i,
+                                .meta_name = "X-Ecap-Lookup"};
         adapt_run(&run);
         ARK_ASSERT_EQ(run.outcome, i == 0 ? ECAP_OUTCOME_BLOCKED : ECAP_OUTCOME_VIRGIN);
+        ARK_ASSERT_STR_EQ(run.meta_value, i == 0 ? "block" : "allow");
         adapt_run_release(&run);
     }
     ARK_ASSERT_EQ(adapt_load(&server.served), 2);
@@ -138,8 +142,10 @@ ARK_TEST(aco_adapter_lookup_timeout_applies_the_error_policy)
     ecap_service_t *service = aco_service(&server, "50", "block");
     struct adapt_run run = {.services = {service},
                             .service_count = 1,
-                            .head = "GET http://slow.test/x HTTP/1.1\r\nHost: slow.test\r\n\r\n"};
+                            .head = "GET http://slow.test/x HTTP/1.1\r\nHost: slow.test\r\n\r\n",
+                            .meta_name = "X-Ecap-Lookup"};
     adapt_run(&run);
+    ARK_ASSERT_STR_EQ(run.meta_value, "timeout");
     /* The lookup would allow it, but it answers after the 50 ms timeout: on_error=block. */
     ARK_ASSERT_EQ(run.outcome, ECAP_OUTCOME_BLOCKED);
     adapt_run_release(&run);

@@ -237,3 +237,187 @@ ARK_TEST_TIMEOUT(body_1gb_through_chain_with_bounded_memory, 300)
     adapt_run_release(&run);
     adapt_test_stop();
 }
+
+/* ---- an adapter that hands out owning areas, and reads host meta-information ---- */
+
+struct owning {
+    ecap_host_xaction_t *hostx;
+    char client[64];
+    int vb_done, at_end, ab_made, done_sent;
+};
+
+static int areas_given, areas_released; /* loop thread of the case */
+
+static void release_copy(void *release_data, const char *data, size_t size)
+{
+    areas_released++;
+    free(release_data);
+}
+
+static void owning_start(void *xaction)
+{
+    struct owning *o = xaction;
+    ecap_area_t client = ecap_host_xaction_option(o->hostx, "X-Client-IP");
+    snprintf(o->client, sizeof(o->client), "%.*s", (int)client.size,
+             client.data ? client.data : "");
+    ecap_message_t *adapted = ecap_message_clone(ecap_host_xaction_virgin(o->hostx));
+    ecap_header_remove(adapted, "Content-Length");
+    ecap_header_add(adapted, "X-Seen-Client", o->client);
+    ARK_ASSERT_EQ(ecap_host_xaction_vb_make(o->hostx), ECAP_OK);
+    ARK_ASSERT_EQ(ecap_host_xaction_use_adapted(o->hostx, adapted), ECAP_OK);
+}
+
+static void owning_send_done(struct owning *o)
+{
+    if (o->ab_made && o->vb_done && !o->done_sent) {
+        o->done_sent = 1;
+        ecap_host_xaction_note_ab_content_done(o->hostx, o->at_end);
+    }
+}
+
+static void owning_ab_make(void *xaction)
+{
+    struct owning *o = xaction;
+    o->ab_made = 1;
+    ecap_host_xaction_note_ab_content_available(o->hostx);
+    owning_send_done(o);
+}
+
+/* Upper-cases the virgin bytes into a fresh owning area each time. */
+static int owning_ab_content(void *xaction, size_t offset, size_t size, ecap_area_t *content)
+{
+    struct owning *o = xaction;
+    ecap_area_t virgin;
+    *content = ecap_area_borrow(NULL, 0);
+    if (ecap_host_xaction_vb_content(o->hostx, offset, size, &virgin) != ECAP_OK || !virgin.size)
+        return ECAP_OK;
+    char *copy = malloc(virgin.size);
+    for (size_t i = 0; i < virgin.size; i++)
+        copy[i] = (char)(virgin.data[i] >= 'a' && virgin.data[i] <= 'z' ? virgin.data[i] - 32
+                                                                        : virgin.data[i]);
+    *content = ecap_area_give(copy, virgin.size, release_copy, copy);
+    areas_given++;
+    return ECAP_OK;
+}
+
+static void owning_ab_content_shift(void *xaction, size_t size)
+{
+    struct owning *o = xaction;
+    ecap_host_xaction_vb_content_shift(o->hostx, size);
+}
+
+static void owning_vb_available(void *xaction)
+{
+    struct owning *o = xaction;
+    if (o->ab_made)
+        ecap_host_xaction_note_ab_content_available(o->hostx);
+}
+
+static void owning_vb_done(void *xaction, int at_end)
+{
+    struct owning *o = xaction;
+    o->vb_done = 1;
+    o->at_end = at_end;
+    owning_send_done(o);
+}
+
+static ecap_area_t owning_option(void *xaction, const char *name)
+{
+    struct owning *o = xaction;
+    return strcmp(name, "X-Client-Seen") == 0 ? ecap_area_from_string(o->client)
+                                              : ecap_area_borrow(NULL, 0);
+}
+
+static int owning_visit(void *xaction, ecap_visitor_fn visitor, void *visitor_data)
+{
+    struct owning *o = xaction;
+    return visitor(visitor_data, ecap_area_from_string("X-Client-Seen"),
+                   ecap_area_from_string(o->client));
+}
+
+static void owning_stop(void *xaction)
+{
+    free(xaction);
+}
+
+static const struct ecap_xaction_methods owning_methods = {
+    .version = 1,
+    .start = owning_start,
+    .stop = owning_stop,
+    .ab_make = owning_ab_make,
+    .ab_content = owning_ab_content,
+    .ab_content_shift = owning_ab_content_shift,
+    .note_vb_content_available = owning_vb_available,
+    .note_vb_content_done = owning_vb_done,
+    .option = owning_option,
+    .visit_options = owning_visit,
+};
+
+static const char *owning_uri(void *service)
+{
+    return "ecap://test/owning";
+}
+
+static int owning_make(void *service, ecap_host_xaction_t *hostx,
+                       const struct ecap_xaction_methods **methods, void **xaction)
+{
+    struct owning *o = calloc(1, sizeof(*o));
+    o->hostx = hostx;
+    *methods = &owning_methods;
+    *xaction = o;
+    return ECAP_OK;
+}
+
+static const struct ecap_service_methods owning_service = {
+    .version = 1, .uri = owning_uri, .make_xaction = owning_make};
+
+ARK_TEST(owning_areas_are_released_and_meta_information_flows_both_ways)
+{
+    adapt_test_start(2);
+    ARK_ASSERT_EQ(ecap_host_register_service(ecap_host(), &owning_service, NULL), ECAP_OK);
+    ecap_service_t *owning = ecap_service_find("ecap://test/owning");
+    ARK_ASSERT_EQ(ecap_service_start(owning), ECAP_OK);
+    ecap_service_t *passthru = adapt_test_service("passthru", PASSTHRU_URI, NULL, 0);
+    size_t size = 100000;
+    char *body = random_text(size, 3);
+    struct adapt_run run = {.services = {owning, passthru},
+                            .service_count = 2,
+                            .head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
+                            .body = body,
+                            .body_size = size,
+                            .write_size = 3000,
+                            .vb_capacity = 8192,
+                            .host_option = {"X-Client-IP", "192.0.2.7"},
+                            .meta_name = "X-Client-Seen"};
+    adapt_run(&run);
+    ARK_ASSERT_EQ(run.outcome, ECAP_OUTCOME_ADAPTED);
+    ARK_ASSERT_STR_EQ(run.output_head, "HTTP/1.1 200 OK\r\nX-Seen-Client: 192.0.2.7\r\n\r\n");
+    ARK_ASSERT_EQ(run.output_size, size);
+    for (size_t i = 0; i < size; i++)
+        ARK_ASSERT_EQ(run.output[i], body[i] - 32);
+    /* Every owning area handed to the host was released exactly once. */
+    ARK_ASSERT(areas_given > 10);
+    ARK_ASSERT_EQ(areas_released, areas_given);
+    ARK_ASSERT_STR_EQ(run.meta_value, "192.0.2.7");
+    adapt_run_release(&run);
+    free(body);
+    adapt_test_stop();
+}
+
+ARK_TEST(modifying_reports_replacements_as_meta_information)
+{
+    adapt_test_start(2);
+    struct ecap_option options[] = {{"victim", "a"}, {"replacement", "b"}};
+    ecap_service_t *modifying = adapt_test_service("modifying", MODIFYING_URI, options, 2);
+    struct adapt_run run = {.services = {modifying},
+                            .service_count = 1,
+                            .head = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n",
+                            .body = "banana",
+                            .body_size = 6,
+                            .meta_name = "X-Ecap-Replacements"};
+    adapt_run(&run);
+    ARK_ASSERT_STR_EQ(run.output, "bbnbnb");
+    ARK_ASSERT_STR_EQ(run.meta_value, "3");
+    adapt_run_release(&run);
+    adapt_test_stop();
+}
