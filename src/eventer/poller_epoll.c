@@ -102,7 +102,18 @@ int eventer_poller_remove(struct eventer_poller *poller, int fd)
 #endif
 
 /* -1 unknown, 0 missing, 1 present. Races are harmless: every thread finds the same. */
+/*
+ * 1: epoll_pwait2 works (microsecond timeouts), 0: it does not, -1: not tried yet. Under
+ * ThreadSanitizer it is never used: it goes through syscall(), which TSan cannot see, and only
+ * its epoll_wait interceptor tells it that a wait returning a descriptor comes after the
+ * epoll_ctl that registered it (from another thread, say), so every use of a descriptor that
+ * one thread added and another's loop handled would be reported as a race.
+ */
+#if defined(ARK_TSAN)
+static int have_pwait2 = 0;
+#else
 static int have_pwait2 = -1;
+#endif
 
 int eventer_poller_wait(struct eventer_poller *poller, struct eventer_poller_ready *ready,
                         uint64_t timeout_us)

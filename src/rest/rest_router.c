@@ -181,6 +181,15 @@ struct ark_rest_rule *ark_rest_router_add(struct ark_rest_router *router, const 
                                           ark_rest_handler_t handler,
                                           char error[ARK_REST_ERROR_MAX])
 {
+    return ark_rest_router_add_with_user(router, method, base, expression, handler, NULL, error);
+}
+
+struct ark_rest_rule *ark_rest_router_add_with_user(struct ark_rest_router *router,
+                                                    const char *method, const char *base,
+                                                    const char *expression,
+                                                    ark_rest_handler_t handler, void *user,
+                                                    char error[ARK_REST_ERROR_MAX])
+{
     if (router == NULL || method == NULL || base == NULL || expression == NULL || handler == NULL)
         return refuse(error, EINVAL, "router, method, base, expression and handler are needed");
     if (!is_token(method))
@@ -192,6 +201,7 @@ struct ark_rest_rule *ark_rest_router_add(struct ark_rest_router *router, const 
     struct router_rule *rule = make_rule(method, base, expression, handler, error);
     if (rule == NULL)
         return NULL;
+    rule->rule.user = user;
 
     pthread_rwlock_wrlock(&router->lock);
     struct base_group *group = group_for(router, base);
