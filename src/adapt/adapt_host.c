@@ -468,9 +468,13 @@ static void before_wait(void *closure, int loop_index, uint64_t *timeout_us)
     if (!loop)
         return;
     this_loop = loop;
-    if (adapt_notices_deliver(loop)) {
+    if (adapt_notices_deliver(loop))
         *timeout_us = 0;
-    }
+    /* What the notices ran may have added timers (a co-routine's sleep, say) after the loop
+     * computed its wait: wait no longer than the earliest of them. */
+    uint64_t next_timer = eventer_impl_timers_next_wait(&eventer_impl_loops[loop_index]);
+    if (next_timer < *timeout_us)
+        *timeout_us = next_timer;
     int count = adapt_service_count();
     for (int i = 0; i < count; i++) {
         ecap_service_t *service = services[i];

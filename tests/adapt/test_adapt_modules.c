@@ -158,6 +158,15 @@ ARK_TEST(host_configure_loads_configures_and_starts_services)
     mtev_conf_unload();
 }
 
+static void create_with_unstarted(void *argument)
+{
+    ecap_service_t *service = argument;
+    ecap_message_t *message = ecap_message_new_request();
+    ARK_ASSERT(ecap_chain_create(&service, 1, message, NULL, NULL, NULL) == NULL);
+    assert_error_mentions("is not started");
+    ecap_message_free(message);
+}
+
 ARK_TEST(chain_refuses_unstarted_service_and_non_loop_thread)
 {
     adapt_test_start(2);
@@ -168,5 +177,10 @@ ARK_TEST(chain_refuses_unstarted_service_and_non_loop_thread)
     ARK_ASSERT(ecap_chain_create(&service, 1, message, NULL, NULL, NULL) == NULL);
     assert_error_mentions("not on a loop thread");
     ecap_message_free(message);
+    /* On a loop thread, but the service was never started. */
+    adapt_test_on_loop(0, create_with_unstarted, service);
+    struct ecap_service_stats stats;
+    ecap_service_get_stats(service, &stats);
+    ARK_ASSERT_EQ(stats.xactions, 0);
     adapt_test_stop();
 }
