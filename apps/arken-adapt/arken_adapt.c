@@ -8,12 +8,13 @@
  *       [-s URI ...] [message-file | -]
  *
  * -m loads a module; -s appends a service to the chain; each -o name=value configures the
- * service named by the last -s. The message's body is the Content-Length bytes after the head
- * (or everything after the head when there is no Content-Length; a chunked body is passed
- * as it is, framing included). The output is the adapted head and body; when the adapted
- * message has a body but no Content-Length nor Transfer-Encoding, one Content-Length with
- * the real length is added (the host frames the body). Exit status: 0 (forwarded, adapted
- * or not), 2 (blocked), 3 (adaptation aborted), 1 (usage or setup error).
+ * service named by the last -s. The message's body is the Content-Length bytes after the head,
+ * the decoded chunks of a chunked body (adapters see the body's content, as eCAP hosts give
+ * it), or everything after the head otherwise. The output is the adapted head and body: a
+ * chunked adapted message gets its body as one chunk; one with a body but no Content-Length
+ * nor Transfer-Encoding gets a Content-Length with the real length (the host frames the
+ * body). Exit status: 0 (forwarded, adapted or not), 2 (blocked), 3 (adaptation aborted),
+ * 1 (usage, setup or input error).
  */
 #include <ecap/host.h>
 #include <eventer/eventer.h>
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define MAX_STAGES  16
@@ -45,9 +47,17 @@ struct job {
     size_t output_size, output_capacity;
     enum ecap_outcome outcome;
     char *head;
+    int output_chunked;
     char reason[200];
     int failed;
 };
+
+static int is_chunked(const ecap_message_t *message)
+{
+    ecap_area_t value;
+    return ecap_header_find(message, "Transfer-Encoding", &value) == ECAP_OK && value.size >= 7 &&
+           strncasecmp(value.data + value.size - 7, "chunked", 7) == 0;
+}
 
 static void usage(void)
 {
@@ -135,6 +145,7 @@ static void on_decision(ecap_chain_t *chain, void *closure, enum ecap_outcome ou
             ecap_header_find(message, "Content-Length", &value) != ECAP_OK &&
             ecap_header_find(message, "Transfer-Encoding", &value) != ECAP_OK)
             ecap_header_add(message, "X-Arken-Adapt-Length", "pending");
+        job->output_chunked = ecap_message_has_body(message) && is_chunked(message);
         size_t length;
         if (ecap_message_serialize(message, &job->head, &length) != ECAP_OK)
             job->failed = 1;
@@ -188,6 +199,37 @@ static int begin(eventer_t e, int mask, void *closure, struct timeval *now)
     return 0;
 }
 
+/*
+ * Decodes a chunked body in place (chunk extensions and trailer fields are dropped). Returns
+ * the decoded length, or -1 when the framing is broken.
+ */
+static long dechunk(char *data, size_t length)
+{
+    size_t in = 0, out = 0;
+    for (;;) {
+        char *line_end = memchr(data + in, '\n', length - in);
+        if (!line_end)
+            return -1;
+        char *end = NULL;
+        unsigned long size = strtoul(data + in, &end, 16);
+        if (end == data + in)
+            return -1;
+        in = (size_t)(line_end - data) + 1;
+        if (size == 0)
+            return (long)out;
+        if (size > length - in)
+            return -1;
+        memmove(data + out, data + in, size);
+        out += size;
+        in += size;
+        if (in < length && data[in] == '\r')
+            in++;
+        if (in < length && data[in] == '\n')
+            in++;
+    }
+}
+
+
 /* Replaces the placeholder field with the real body length. */
 static void print_result(struct job *job)
 {
@@ -200,7 +242,14 @@ static void print_result(struct job *job)
     } else {
         fputs(job->head, stdout);
     }
-    fwrite(job->output, 1, job->output_size, stdout);
+    if (job->output_chunked) {
+        if (job->output_size)
+            printf("%zx\r\n", job->output_size);
+        fwrite(job->output, 1, job->output_size, stdout);
+        fputs(job->output_size ? "\r\n0\r\n\r\n" : "0\r\n\r\n", stdout);
+    } else {
+        fwrite(job->output, 1, job->output_size, stdout);
+    }
     fflush(stdout);
 }
 
@@ -276,7 +325,16 @@ int main(int argc, char **argv)
     job.body = job.input + head_length;
     job.body_size = job.input_size - head_length;
     ecap_area_t length;
-    if (ecap_header_find(job.virgin, "Content-Length", &length) == ECAP_OK) {
+    if (is_chunked(job.virgin)) {
+        long decoded = dechunk(job.input + head_length, job.body_size);
+        if (decoded < 0) {
+            fprintf(stderr, "arken-adapt: the chunked body is malformed\n");
+            ecap_message_free(job.virgin);
+            free(job.input);
+            return 1;
+        }
+        job.body_size = (size_t)decoded;
+    } else if (ecap_header_find(job.virgin, "Content-Length", &length) == ECAP_OK) {
         char text[32] = "";
         memcpy(text, length.data, length.size < 31 ? length.size : 31);
         size_t declared = strtoull(text, NULL, 10);

@@ -28,6 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Latency measurements interleave the methods in this many rounds. */
+#define ROUNDS 10
+
 static uint64_t now_ns(void)
 {
     struct timespec t;
@@ -224,21 +227,24 @@ static void wait_flag(int *flag)
     __atomic_store_n(flag, 0, __ATOMIC_RELEASE);
 }
 
-static void measure_resume(const char *name, int wake, long poll_us, int samples, uint64_t *p50,
-                           uint64_t *p99)
+/* Measures `samples` resume latencies into `out`. */
+static void measure_resume(int wake, long poll_us, int samples, uint64_t *out)
 {
     svc.wake = wake;
     svc.poll_us = poll_us;
     svc.wanted = samples;
     svc.measured = 0;
-    svc.latencies = calloc((size_t)samples, sizeof(uint64_t));
+    svc.latencies = out;
     eventer_impl_run_on_loop(1, start_on_loop, NULL);
     wait_flag(&svc.finished);
-    *p50 = percentile(svc.latencies, samples, 0.50);
-    *p99 = percentile(svc.latencies, samples, 0.99);
+}
+
+static void report(const char *name, uint64_t *values, int count, uint64_t *p50, uint64_t *p99)
+{
+    *p50 = percentile(values, count, 0.50);
+    *p99 = percentile(values, count, 0.99);
     printf("  %-34s p50 %9.1f us   p99 %9.1f us   (%d samples)\n", name, *p50 / 1000.0,
-           *p99 / 1000.0, samples);
-    free(svc.latencies);
+           *p99 / 1000.0, count);
 }
 
 /* ---- the eventfd peer: the same two kinds of thread, nothing else on the path ---- */
@@ -286,22 +292,20 @@ static void add_peer_event(void *argument)
     __atomic_store_n(&peer.acknowledged, 1, __ATOMIC_RELEASE);
 }
 
-static void measure_eventfd(int samples, uint64_t *p50, uint64_t *p99)
+static void measure_eventfd(int samples, uint64_t *out)
 {
-    peer.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!peer.fd) {
+        peer.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        eventer_impl_run_on_loop(1, add_peer_event, NULL);
+        wait_flag(&peer.acknowledged);
+    }
     peer.wanted = samples;
-    peer.latencies = calloc((size_t)samples, sizeof(uint64_t));
-    eventer_impl_run_on_loop(1, add_peer_event, NULL);
-    wait_flag(&peer.acknowledged);
+    peer.measured = 0;
+    peer.latencies = out;
     pthread_t worker;
     pthread_create(&worker, NULL, peer_worker, NULL);
     wait_flag(&peer.finished);
     pthread_join(worker, NULL);
-    *p50 = percentile(peer.latencies, samples, 0.50);
-    *p99 = percentile(peer.latencies, samples, 0.99);
-    printf("  %-34s p50 %9.1f us   p99 %9.1f us   (%d samples)\n",
-           "eventfd peer (worker -> loop 1)", *p50 / 1000.0, *p99 / 1000.0, samples);
-    free(peer.latencies);
 }
 
 /* The barest peer: two plain threads, one blocked in read(2) on an eventfd. */
@@ -325,11 +329,11 @@ static void *bare_reader(void *argument)
     return NULL;
 }
 
-static void measure_bare(int samples, uint64_t *p50, uint64_t *p99)
+static void measure_bare(int samples, uint64_t *out)
 {
     bare.fd = eventfd(0, EFD_CLOEXEC);
     bare.wanted = samples;
-    bare.latencies = calloc((size_t)samples, sizeof(uint64_t));
+    bare.latencies = out;
     pthread_t reader;
     pthread_create(&reader, NULL, bare_reader, NULL);
     for (int i = 0; i < samples; i++) {
@@ -343,11 +347,6 @@ static void measure_bare(int samples, uint64_t *p50, uint64_t *p99)
     }
     pthread_join(reader, NULL);
     close(bare.fd);
-    *p50 = percentile(bare.latencies, samples, 0.50);
-    *p99 = percentile(bare.latencies, samples, 0.99);
-    printf("  %-34s p50 %9.1f us   p99 %9.1f us   (%d samples)\n",
-           "bare eventfd, two plain threads", *p50 / 1000.0, *p99 / 1000.0, samples);
-    free(bare.latencies);
 }
 
 /* ---- throughput ---- */
@@ -493,19 +492,34 @@ int main(int argc, char **argv)
     pthread_create(&svc.worker, NULL, bench_worker, NULL);
 
     printf("resume latency: worker finished -> adapter transaction resume() on loop 1\n");
-    uint64_t poll50, poll99, wake50, wake99, fd50, fd99;
-    measure_resume("polling only (poll every 10 ms)", 0, 10000,
-                   samples / 10 > 50 ? samples / 10 : 50, &poll50, &poll99);
-    measure_resume("polling + ecap_host_xaction_wake", 1, 10000, samples, &wake50, &wake99);
-    measure_eventfd(samples, &fd50, &fd99);
-    uint64_t bare50, bare99;
-    measure_bare(samples, &bare50, &bare99);
+    printf("  (%d rounds; each round measures every method in turn, so load hits all alike)\n",
+           ROUNDS);
+    int per_round = samples / ROUNDS, polls_per_round = per_round / 20 > 5 ? per_round / 20 : 5;
+    uint64_t *polled = calloc((size_t)polls_per_round * ROUNDS, sizeof(uint64_t));
+    uint64_t *woken = calloc((size_t)per_round * ROUNDS, sizeof(uint64_t));
+    uint64_t *on_loop = calloc((size_t)per_round * ROUNDS, sizeof(uint64_t));
+    uint64_t *plain = calloc((size_t)per_round * ROUNDS, sizeof(uint64_t));
+    for (int round = 0; round < ROUNDS; round++) {
+        measure_resume(0, 10000, polls_per_round, polled + round * polls_per_round);
+        measure_resume(1, 10000, per_round, woken + round * per_round);
+        measure_eventfd(per_round, on_loop + round * per_round);
+        measure_bare(per_round, plain + round * per_round);
+    }
+    uint64_t poll50, poll99, wake50, wake99, fd50, fd99, bare50, bare99;
+    report("polling only (poll every 10 ms)", polled, polls_per_round * ROUNDS, &poll50, &poll99);
+    report("polling + ecap_host_xaction_wake", woken, per_round * ROUNDS, &wake50, &wake99);
+    report("eventfd peer (worker -> loop 1)", on_loop, per_round * ROUNDS, &fd50, &fd99);
+    report("bare eventfd, two plain threads", plain, per_round * ROUNDS, &bare50, &bare99);
     printf("  ratio wake/eventfd-on-loop: p50 %.2fx  p99 %.2fx\n", (double)wake50 / fd50,
            (double)wake99 / fd99);
     printf("  ratio wake/bare-eventfd:    p50 %.2fx  p99 %.2fx   (goal: p50 within 1.5x)\n",
            (double)wake50 / bare50, (double)wake99 / bare99);
     printf("  ratio polling/wake: p50 %.0fx   (eCAP hosts poll only; its sample asks 300 ms)\n\n",
            (double)poll50 / wake50);
+    free(polled);
+    free(woken);
+    free(on_loop);
+    free(plain);
 
     ecap_service_t *passthru = load_service(ARK_ADAPTERS_DIR "/passthru/passthru.so",
                                             "ecap://arkenstone/adapters/passthru", NULL, 0);

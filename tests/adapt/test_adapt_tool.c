@@ -52,6 +52,18 @@ ARK_TEST(arken_adapt_prints_the_adapted_message)
     ARK_ASSERT_STR_EQ(output, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                               "Content-Length: 22\r\n\r\nthe ox sat on the ox!\n");
 
+    /* A chunked body: adapters see the content, the output is chunked again. */
+    write_file(path, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "5;ext=1\r\nthe c\r\n6\r\nat sat\r\n0\r\nX-Trailer: t\r\n\r\n");
+    snprintf(command, sizeof(command),
+             "%s -m %s -s ecap://arkenstone/adapters/modifying -o victim=cat -o replacement=dog %s",
+             ARK_ADAPT_TOOL, adapt_test_module("modifying"), path);
+    ARK_ASSERT_EQ(run_command(command, output, sizeof(output)), 0);
+    ARK_ASSERT_STR_EQ(output, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "b\r\nthe dog sat\r\n0\r\n\r\n");
+    write_file(path, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    ARK_ASSERT_EQ(run_command(command, output, sizeof(output)), 1);
+
     /* A blocked request exits with 2; a bad option with 1 and a message naming it. */
     write_file(path, "GET http://bad.example/x HTTP/1.1\r\nHost: bad.example\r\n\r\n");
     snprintf(command, sizeof(command),
