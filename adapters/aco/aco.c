@@ -274,8 +274,15 @@ static int aco_visit_options(void *xaction, ecap_visitor_fn visitor, void *visit
     return value.size ? visitor(visitor_data, ecap_area_from_string("X-Ecap-Lookup"), value) : 0;
 }
 
+/* The loop stopped while the lookup waited: the co-routine's reference goes with it. */
+static void aco_co_abandoned(void *argument)
+{
+    release(argument);
+}
+
 static const struct ecap_xaction_methods aco_xaction = {
-    .version = 1,
+    .version = 2,
+    .co_abandoned = aco_co_abandoned,
     .start = aco_xaction_start,
     .stop = aco_xaction_stop,
     .option = aco_option,

@@ -227,7 +227,9 @@ struct ecap_host_xaction_methods {
     /*
      * Beyond eCAP: wakes the owner loop so it polls this transaction's service (suspend/
      * resume) now. Call it from a worker after the transaction's work is ready. Thread: any;
-     * lock-free, async-signal-unsafe. Returns ECAP_OK or ECAP_E_STOPPED.
+     * lock-free, async-signal-unsafe. Returns ECAP_OK, or ECAP_E_STOPPED once the
+     * transaction stopped or the host's loops began to stop (a wake racing with shutdown is
+     * refused, never touches the loops' freed state). The caller must hold a reference.
      */
     int (*wake)(ecap_host_xaction_t *hostx);
     /* The host this transaction belongs to. Thread: any. */
@@ -240,7 +242,9 @@ struct ecap_host_xaction_methods {
      * threads. The host keeps the handle valid until `function` returns. If the host stops
      * the transaction meanwhile, stop() is delivered while the co-routine waits: when it
      * resumes, host calls return ECAP_E_STOPPED, so the adapter must keep (reference-count)
-     * the state the co-routine uses. ECAP_E_UNSUPPORTED on hosts without co-routines.
+     * the state the co-routine uses. If the host's loop stops while the co-routine waits,
+     * the co-routine never resumes: the transaction gets stop() and then (table version 2)
+     * co_abandoned(argument). ECAP_E_UNSUPPORTED on hosts without co-routines.
      */
     int (*run_co)(ecap_host_xaction_t *hostx,
                   void (*function)(ecap_host_xaction_t *hostx, void *argument), void *argument);
@@ -424,6 +428,16 @@ struct ecap_xaction_methods {
     ecap_area_t (*option)(void *xaction, const char *name);
     /* Visits each meta-information pair (optional); returns 0 or the visitor's value. */
     int (*visit_options)(void *xaction, ecap_visitor_fn visitor, void *visitor_data);
+
+    /* version 2 (ECAP_API_MINOR 1) */
+    /*
+     * A co-routine started with ecap_host_xaction_run_co(hostx, function, argument) was
+     * waiting when the host's loop thread stopped (program shutdown): it is destroyed where
+     * it waits and `function` never returns. Called with its `argument`, on the owner loop
+     * thread, after the transaction's stop(), so the adapter frees (closes) what only the
+     * co-routine would have. Optional: without it that state is lost.
+     */
+    void (*co_abandoned)(void *argument);
 };
 
 /* ---- what the adapter implements: services ---- */

@@ -40,7 +40,7 @@ extern "C" {
 
 /* The API version this header describes. */
 #define ECAP_API_MAJOR 1
-#define ECAP_API_MINOR 0
+#define ECAP_API_MINOR 1
 
 /* ---- status codes ---- */
 

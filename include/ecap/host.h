@@ -52,8 +52,19 @@ ARK_BEGIN_DECLS
 ARK_EXTERN int ecap_host_init(void);
 /*
  * Stops every started service, retires every service, unloads modules and unregisters the
- * hooks. Call once no chain is live (e.g. after eventer_loop() returned). Thread: not a loop
- * thread.
+ * hooks. Call after the eventer stopped (eventer_loop() returned, or eventer_cleanup()).
+ * Thread: not a loop thread.
+ *
+ * Shutdown with chains in flight. When the eventer stops, each loop thread, after its last
+ * iteration and before its co-routines are destroyed, ends every chain it owns that is not
+ * done: the outcome becomes ECAP_OUTCOME_ABORTED (reason "the host stopped before the chain
+ * finished") if it was still pending, every live stage's adapter transaction gets stop()
+ * exactly once on that thread, and the program's on_done runs there (free the chain in it
+ * as usual; on_decision is not delivered). Co-routines of ecap_host_xaction_run_co() that
+ * still wait are then abandoned (the adapter's co_abandoned(), table version 2), and chains
+ * of ecap_chain_run_aco() whose co-routine can no longer resume are freed by the host.
+ * From then on ecap_host_xaction_wake() and cross-thread resumes return ECAP_E_STOPPED.
+ * Async services' worker threads are stopped by the services' stop() here.
  */
 ARK_EXTERN void ecap_host_cleanup(void);
 /* The host object adapters see (for ecap_host_register_service of built-in services). */

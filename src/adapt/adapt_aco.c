@@ -167,6 +167,8 @@ int ecap_chain_run_aco_limited(ecap_service_t *const *services, size_t count,
     int status = chain ? ecap_chain_start(chain) : ECAP_E_INVALID;
     if (!chain)
         ecap_message_free(virgin);
+    else
+        adapt_chain_free_at_shutdown(chain);
     uint64_t deadline = 0;
     if (timeout)
         deadline =

@@ -22,6 +22,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,10 @@ static struct adapt_module *modules;
 static struct adapt_loop *loops;
 static int loop_count;
 static int hook_handle = -1;
+static int exit_hook_handle = -1;
+/* Wakes in progress, plus WAKE_GATE_CLOSED once the loops began to stop (atomic). */
+static int wake_gate;
+#define WAKE_GATE_CLOSED 0x40000000
 static __thread struct adapt_loop *this_loop;
 /* The module whose register_services() runs on this thread. */
 static __thread struct adapt_module *registering_module;
@@ -427,6 +432,103 @@ int adapt_notices_deliver(struct adapt_loop *loop)
     return loop->head != NULL;
 }
 
+/* ---- waking loops from other threads ---- */
+
+int adapt_loop_wake(int index, uint64_t *counter)
+{
+    if (__atomic_add_fetch(&wake_gate, 1, __ATOMIC_SEQ_CST) & WAKE_GATE_CLOSED) {
+        __atomic_sub_fetch(&wake_gate, 1, __ATOMIC_RELEASE);
+        return -1;
+    }
+    /* Inside the gate the eventer's loops cannot be freed: the first loop to stop closes the
+     * gate and waits for the wakes inside it before the eventer tears anything down. */
+    int status = -1;
+    if (eventer_impl_running() && !eventer_impl_stopping() && index >= 0 &&
+        index < eventer_impl_loop_count) {
+        if (counter)
+            adapt_count(counter);
+        eventer_impl_wake(&eventer_impl_loops[index]);
+        status = 0;
+    }
+    __atomic_sub_fetch(&wake_gate, 1, __ATOMIC_RELEASE);
+    return status;
+}
+
+static void wake_gate_close(void)
+{
+    __atomic_or_fetch(&wake_gate, WAKE_GATE_CLOSED, __ATOMIC_SEQ_CST);
+    while ((__atomic_load_n(&wake_gate, __ATOMIC_ACQUIRE) & ~WAKE_GATE_CLOSED) != 0)
+        sched_yield();
+}
+
+int adapt_loop_post(struct adapt_loop *loop, void (*run)(void *), void (*discard)(void *),
+                    void *argument)
+{
+    struct adapt_request *request = malloc(sizeof(*request));
+    if (!request)
+        return -1;
+    request->run = run;
+    request->discard = discard;
+    request->argument = argument;
+    pthread_mutex_lock(&loop->inbox_lock);
+    if (loop->inbox_closed) {
+        pthread_mutex_unlock(&loop->inbox_lock);
+        free(request);
+        return -1;
+    }
+    request->next = loop->inbox;
+    __atomic_store_n(&loop->inbox, request, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&loop->inbox_lock);
+    adapt_loop_wake(loop->index, NULL);
+    return 0;
+}
+
+/* Runs (or, once the loop stopped, discards) what other threads queued, oldest first. */
+static void inbox_take(struct adapt_loop *loop, int close)
+{
+    if (!close && !__atomic_load_n(&loop->inbox, __ATOMIC_ACQUIRE))
+        return;
+    pthread_mutex_lock(&loop->inbox_lock);
+    struct adapt_request *list = loop->inbox;
+    __atomic_store_n(&loop->inbox, NULL, __ATOMIC_RELAXED);
+    if (close)
+        loop->inbox_closed = 1;
+    pthread_mutex_unlock(&loop->inbox_lock);
+    struct adapt_request *oldest = NULL;
+    while (list) {
+        struct adapt_request *next = list->next;
+        list->next = oldest;
+        oldest = list;
+        list = next;
+    }
+    while (oldest) {
+        struct adapt_request *next = oldest->next;
+        if (close)
+            oldest->discard(oldest->argument);
+        else
+            oldest->run(oldest->argument);
+        free(oldest);
+        oldest = next;
+    }
+}
+
+/*
+ * The loop thread stops (eventer shutdown): nothing more comes through its inbox, every live
+ * chain is ended here on its owner thread (see ecap_host_cleanup in host.h), and wakes from
+ * other threads are refused from now on, before the eventer frees its loops.
+ */
+static void loop_exit(void *closure, int loop_index)
+{
+    struct adapt_loop *loop = adapt_loop_at(loop_index);
+    if (!loop)
+        return;
+    this_loop = loop;
+    inbox_take(loop, 1);
+    adapt_chains_loop_exit(loop);
+    wake_gate_close();
+    this_loop = NULL;
+}
+
 /* ---- polling ---- */
 
 static uint64_t timeval_to_us(const struct timeval *tv)
@@ -468,6 +570,7 @@ static void before_wait(void *closure, int loop_index, uint64_t *timeout_us)
     if (!loop)
         return;
     this_loop = loop;
+    inbox_take(loop, 0);
     if (adapt_notices_deliver(loop))
         *timeout_us = 0;
     /* What the notices ran may have added timers (a co-routine's sleep, say) after the loop
@@ -508,6 +611,7 @@ static void after_wait(void *closure, int loop_index, int ready)
             continue;
         adapt_poll_resume(service);
     }
+    inbox_take(loop, 0);
     adapt_notices_deliver(loop);
 }
 
@@ -529,16 +633,25 @@ int ecap_host_init(void)
         adapt_host_unlock();
         return adapt_fail(ECAP_E_NOMEM, "ecap_host_init: out of memory");
     }
-    for (int i = 0; i < count; i++)
+    for (int i = 0; i < count; i++) {
         loops[i].index = i;
+        pthread_mutex_init(&loops[i].inbox_lock, NULL);
+    }
     loop_count = count;
+    __atomic_store_n(&wake_gate, 0, __ATOMIC_RELEASE);
     hook_handle = eventer_impl_register_wait_hooks(-1, before_wait, after_wait, NULL);
-    if (hook_handle < 0) {
+    exit_hook_handle = hook_handle < 0 ? -1 : eventer_impl_register_loop_exit_hook(loop_exit, NULL);
+    if (hook_handle < 0 || exit_hook_handle < 0) {
+        if (hook_handle >= 0)
+            eventer_impl_unregister_wait_hooks(hook_handle);
+        hook_handle = -1;
+        for (int i = 0; i < count; i++)
+            pthread_mutex_destroy(&loops[i].inbox_lock);
         free(loops);
         loops = NULL;
         loop_count = 0;
         adapt_host_unlock();
-        return adapt_fail(ECAP_E_INVALID, "ecap_host_init: no free eventer wait-hook slot");
+        return adapt_fail(ECAP_E_INVALID, "ecap_host_init: no free eventer wait or exit hook slot");
     }
     adapt_host_unlock();
     return ECAP_OK;
@@ -550,6 +663,14 @@ void ecap_host_cleanup(void)
     if (hook_handle >= 0)
         eventer_impl_unregister_wait_hooks(hook_handle);
     hook_handle = -1;
+    eventer_impl_unregister_loop_exit_hook(exit_hook_handle);
+    exit_hook_handle = -1;
+    /* No wake may reach the eventer any more (its loops may be gone). */
+    wake_gate_close();
+    /* Loops that never stopped (the eventer still runs: a misuse) keep their chains; what
+     * other threads queued to them is dropped. */
+    for (int i = 0; i < loop_count; i++)
+        inbox_take(&loops[i], 1);
     int count = service_count;
     for (int i = 0; i < count; i++) {
         ecap_service_t *service = services[i];
@@ -575,6 +696,8 @@ void ecap_host_cleanup(void)
         free(module->name);
         free(module);
     }
+    for (int i = 0; i < loop_count; i++)
+        pthread_mutex_destroy(&loops[i].inbox_lock);
     free(loops);
     loops = NULL;
     loop_count = 0;

@@ -70,11 +70,43 @@ struct adapt_notice {
     void (*run)(struct adapt_notice *notice);
 };
 
+/* A function another thread asks the loop to run (the loop's inbox). */
+struct adapt_request {
+    struct adapt_request *next;
+    void (*run)(void *argument);
+    void (*discard)(void *argument); /* instead of run, when the loop stopped */
+    void *argument;
+};
+
+struct ecap_chain;
+struct adapt_co;
+
 struct adapt_loop {
     int index;
     struct adapt_notice *head, *tail;
     int delivering;
+    struct ecap_chain *chains; /* every chain made on this loop (owner thread) */
+    struct adapt_co *cos;      /* co-routines of run_co that have not returned (owner thread) */
+    pthread_mutex_t inbox_lock;
+    struct adapt_request *inbox; /* atomic pointer, written under inbox_lock */
+    int inbox_closed;            /* under inbox_lock: the loop stopped */
 };
+
+/*
+ * Queues `run(argument)` to `loop`'s owner thread and wakes it. Thread: any. Returns 0, or
+ * -1 once the loop stopped (nothing queued) or out of memory.
+ */
+int adapt_loop_post(struct adapt_loop *loop, void (*run)(void *), void (*discard)(void *),
+                    void *argument);
+/*
+ * Wakes loop `index` unless the loops began to stop; then also counts in `*counter` (may be
+ * NULL), inside the gate that keeps the host's state alive. Returns 0 or -1. Thread: any.
+ */
+int adapt_loop_wake(int index, uint64_t *counter);
+/* Marks a chain the host frees itself when its loop stops (its program co never resumes). */
+void adapt_chain_free_at_shutdown(ecap_chain_t *chain);
+/* The loop thread stops: every live chain is ended and delivered (adapt_xaction.c). */
+void adapt_chains_loop_exit(struct adapt_loop *loop);
 
 /* The adaptation state of the calling loop thread, or NULL off the loops. */
 struct adapt_loop *adapt_current_loop(void);

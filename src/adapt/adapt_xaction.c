@@ -60,6 +60,7 @@ struct adapt_stage {
     const struct ecap_xaction_methods *x;
     void *xdata;
     struct adapt_loop *loop;
+    int loop_index;
     pthread_t owner;
     int made, stop_queued, stop_called;
     int decision, vb, ab;
@@ -96,7 +97,9 @@ struct ecap_chain {
     ecap_message_t *final_message;
     enum ecap_outcome outcome;
     int started, cancelled, done, any_adapted;
-    int refs; /* the program's plus one per queued chain notice */
+    int refs;             /* the program's plus one per queued chain notice */
+    int free_at_shutdown; /* ecap_chain_run_aco's: its co-routine never resumes after shutdown */
+    struct ecap_chain *loop_previous, *loop_next; /* the loop's list of chains */
     struct chain_option *options;
     size_t option_count;
     char reason[160];
@@ -537,6 +540,7 @@ static struct adapt_stage *stage_make(struct ecap_chain *chain, size_t index,
     s->index = index;
     s->service = chain->services[index];
     s->loop = chain->loop;
+    s->loop_index = chain->loop->index;
     s->owner = chain->owner;
     s->virgin = virgin;
     s->in = in;
@@ -758,6 +762,14 @@ static void cross_thread_resume(void *argument)
     stage_unref(s);
 }
 
+/* The owner loop stopped before it took the request: the stage stops without a resume. */
+static void cross_thread_resume_dropped(void *argument)
+{
+    struct adapt_stage *s = argument;
+    adapt_count(&s->service->skipped_resumes);
+    stage_unref(s);
+}
+
 static int stage_resume(ecap_host_xaction_t *handle)
 {
     struct adapt_stage *s = from_handle(handle);
@@ -780,9 +792,9 @@ static int stage_resume(ecap_host_xaction_t *handle)
         return ECAP_OK;
     }
     stage_ref(s);
-    if (eventer_impl_run_on_loop(s->loop->index, cross_thread_resume, s) != 0) {
+    if (adapt_loop_post(s->loop, cross_thread_resume, cross_thread_resume_dropped, s) != 0) {
         stage_unref(s);
-        return adapt_fail(ECAP_E_STOPPED, "resume: the eventer is stopping");
+        return adapt_fail(ECAP_E_STOPPED, "resume: the transaction's loop thread stopped");
     }
     return ECAP_OK;
 }
@@ -982,10 +994,11 @@ static int stage_wake(ecap_host_xaction_t *handle)
     struct adapt_stage *s = from_handle(handle);
     if (!s)
         return ECAP_E_INVALID;
-    if (is_stopped(s) || !eventer_impl_running())
+    if (is_stopped(s))
         return ECAP_E_STOPPED;
-    adapt_count(&s->service->wakes);
-    eventer_impl_wake(&eventer_impl_loops[s->loop->index]);
+    /* The service is only counted inside the gate: after shutdown it may be freed. */
+    if (adapt_loop_wake(s->loop_index, &s->service->wakes) != 0)
+        return ECAP_E_STOPPED;
     return ECAP_OK;
 }
 
@@ -994,30 +1007,49 @@ static ecap_host_t *stage_host(ecap_host_xaction_t *handle)
     return ecap_host();
 }
 
-struct co_start {
+struct adapt_co {
     struct adapt_notice notice;
+    struct adapt_co *previous, *next; /* the loop's list, once started */
     struct adapt_stage *stage;
     void (*function)(ecap_host_xaction_t *hostx, void *argument);
     void *argument;
 };
 
+static void co_unlink(struct adapt_co *start)
+{
+    struct adapt_loop *loop = start->stage->loop;
+    if (start->previous)
+        start->previous->next = start->next;
+    else
+        loop->cos = start->next;
+    if (start->next)
+        start->next->previous = start->previous;
+}
+
 static void co_entry(void)
 {
-    struct co_start *start = eventer_aco_arg();
+    struct adapt_co *start = eventer_aco_arg();
     start->function(&start->stage->handle, start->argument);
+    co_unlink(start);
     stage_unref(start->stage);
     free(start);
 }
 
 static void run_co_start(struct adapt_notice *notice)
 {
-    struct co_start *start = container_of(notice, struct co_start, notice);
+    struct adapt_co *start = container_of(notice, struct adapt_co, notice);
     struct adapt_stage *s = start->stage;
     if (!stage_live(s)) {
         stage_unref(s);
         free(start);
         return;
     }
+    struct adapt_loop *loop = s->loop;
+    start->previous = NULL;
+    start->next = loop->cos;
+    if (loop->cos)
+        loop->cos->previous = start;
+    loop->cos = start;
     /* Outside any co-routine (notices run in the wait hooks): it runs at once until it waits. */
     eventer_aco_start_on(s->owner, co_entry, start, 0, EVENTER_ACO_MAY_RETURN);
 }
@@ -1032,7 +1064,7 @@ static int stage_run_co(ecap_host_xaction_t *handle,
         return status;
     if (!function)
         return misuse(s, ECAP_E_INVALID, "run_co without a function");
-    struct co_start *start = calloc(1, sizeof(*start));
+    struct adapt_co *start = calloc(1, sizeof(*start));
     if (!start)
         return adapt_fail(ECAP_E_NOMEM, "run_co: out of memory");
     start->notice.run = run_co_start;
@@ -1112,6 +1144,12 @@ static int chain_check_owner(ecap_chain_t *chain, const char *call)
 
 static void chain_destroy(struct ecap_chain *chain)
 {
+    if (chain->loop_previous)
+        chain->loop_previous->loop_next = chain->loop_next;
+    else
+        chain->loop->chains = chain->loop_next;
+    if (chain->loop_next)
+        chain->loop_next->loop_previous = chain->loop_previous;
     for (size_t i = 0; i < chain->created; i++) {
         struct adapt_stage *s = chain->stages[i];
         s->chain = NULL;
@@ -1239,6 +1277,10 @@ ecap_chain_t *ecap_chain_create(ecap_service_t *const *services, size_t count,
     chain->n_body.run = run_body;
     chain->n_vb_room.run = run_vb_room;
     chain->n_done.run = run_done;
+    chain->loop_next = loop->chains;
+    if (loop->chains)
+        loop->chains->loop_previous = chain;
+    loop->chains = chain;
     return chain;
 }
 
@@ -1470,4 +1512,50 @@ void ecap_chain_free(ecap_chain_t *chain)
     if (chain->started && !chain->done)
         ecap_chain_cancel(chain);
     chain_unref(chain);
+}
+
+/* ---- shutdown ---- */
+
+void adapt_chain_free_at_shutdown(ecap_chain_t *chain)
+{
+    chain->free_at_shutdown = 1;
+}
+
+void adapt_chains_loop_exit(struct adapt_loop *loop)
+{
+    /* Every started chain that is not done ends now: its live stages get stop() here, on
+     * their owner thread, and the program gets on_done (outcome ABORTED when undecided). */
+    for (struct ecap_chain *chain = loop->chains; chain; chain = chain->loop_next) {
+        if (!chain->started || chain->done || chain->cancelled)
+            continue;
+        if (chain->outcome == ECAP_OUTCOME_PENDING) {
+            chain->outcome = ECAP_OUTCOME_ABORTED;
+            snprintf(chain->reason, sizeof(chain->reason),
+                     "the host stopped before the chain finished");
+        }
+        mtevL(adapt_debug, "ecap: chain %p ended by the loop's shutdown\n", (void *)chain);
+        ecap_chain_cancel(chain);
+        /* ecap_chain_cancel() reports ABORTED as CANCELLED only when it was pending. */
+    }
+    /* The notices are bounded: a cancelled chain queues no work but stops and on_done. */
+    while (adapt_notices_deliver(loop))
+        ;
+    /* Co-routines still waiting never resume: release what they held. */
+    while (loop->cos) {
+        struct adapt_co *start = loop->cos;
+        co_unlink(start);
+        struct adapt_stage *s = start->stage;
+        if (s->made && s->x->version >= 2 && s->x->co_abandoned)
+            s->x->co_abandoned(start->argument);
+        stage_unref(s);
+        free(start);
+    }
+    /* Chains whose program code was a co-routine: nobody else will free them. */
+    for (struct ecap_chain *chain = loop->chains, *next; chain; chain = next) {
+        next = chain->loop_next;
+        if (chain->free_at_shutdown && chain->done) {
+            memset(&chain->callbacks, 0, sizeof(chain->callbacks));
+            chain_unref(chain);
+        }
+    }
 }

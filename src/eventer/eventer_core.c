@@ -513,6 +513,52 @@ static void run_post_wait_hooks(struct eventer_loop *loop, int ready)
     }
 }
 
+/* ---- loop exit hooks ---- */
+
+#define EXIT_HOOK_SLOTS 4
+
+struct exit_hook {
+    eventer_loop_exit_hook_t hook; /* atomic; NULL: free slot */
+    void *closure;                 /* atomic */
+};
+
+static struct exit_hook exit_hooks[EXIT_HOOK_SLOTS];
+
+int eventer_impl_register_loop_exit_hook(eventer_loop_exit_hook_t hook, void *closure)
+{
+    if (!hook)
+        return -1;
+    pthread_mutex_lock(&wait_hook_lock);
+    int handle = -1;
+    for (int i = 0; i < EXIT_HOOK_SLOTS && handle < 0; i++) {
+        if (!__atomic_load_n(&exit_hooks[i].hook, __ATOMIC_RELAXED)) {
+            handle = i;
+            __atomic_store_n(&exit_hooks[i].closure, closure, __ATOMIC_RELAXED);
+            __atomic_store_n(&exit_hooks[i].hook, hook, __ATOMIC_RELEASE);
+        }
+    }
+    pthread_mutex_unlock(&wait_hook_lock);
+    return handle;
+}
+
+void eventer_impl_unregister_loop_exit_hook(int handle)
+{
+    if (handle < 0 || handle >= EXIT_HOOK_SLOTS)
+        return;
+    pthread_mutex_lock(&wait_hook_lock);
+    __atomic_store_n(&exit_hooks[handle].hook, NULL, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&wait_hook_lock);
+}
+
+static void run_exit_hooks(struct eventer_loop *loop)
+{
+    for (int i = 0; i < EXIT_HOOK_SLOTS; i++) {
+        eventer_loop_exit_hook_t hook = __atomic_load_n(&exit_hooks[i].hook, __ATOMIC_ACQUIRE);
+        if (hook)
+            hook(__atomic_load_n(&exit_hooks[i].closure, __ATOMIC_RELAXED), loop->index);
+    }
+}
+
 /* ---- fd events ---- */
 
 static eventer_t fd_table_load(int fd)
@@ -1044,6 +1090,7 @@ static void *loop_main(void *argument)
                 eventer_impl_dispatch_fd(loop, e, fired);
         }
     }
+    run_exit_hooks(loop);
     eventer_impl_aco_loop_exit(loop);
     this_loop = NULL;
     return NULL;

@@ -210,6 +210,16 @@ int eventer_impl_register_wait_hooks(int loop_index, eventer_pre_wait_hook_t bef
  */
 void eventer_impl_unregister_wait_hooks(int handle);
 
+/*
+ * Called on each loop thread as it stops, after its last iteration and before its cos are
+ * destroyed (a co still waiting there never runs again). The loops' structures are still
+ * allocated while any exit hook runs. Returns a handle, or -1 when the table (4 entries) is
+ * full. Thread: any; unregister only once no loop runs.
+ */
+typedef void (*eventer_loop_exit_hook_t)(void *closure, int loop_index);
+int eventer_impl_register_loop_exit_hook(eventer_loop_exit_hook_t hook, void *closure);
+void eventer_impl_unregister_loop_exit_hook(int handle);
+
 /* Sets the event eventer_get_this_event() reports on this thread; returns the previous. */
 eventer_t eventer_impl_set_this_event(eventer_t e);
 
