@@ -206,6 +206,39 @@ ARK_TEST(backlog_limit_refuses_try_adds)
     test_eventer_stop();
 }
 
+/* A queue never runs more WORK phases at once than its concurrency. */
+static int working_now, working_most, parallel_done;
+
+static int parallel_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask == EVENTER_ASYNCH_WORK) {
+        int running = test_increment(&working_now);
+        int most = test_load(&working_most);
+        while (running > most && !__atomic_compare_exchange_n(&working_most, &most, running, 0,
+                                                              __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+        test_sleep_ms(20);
+        __atomic_sub_fetch(&working_now, 1, __ATOMIC_ACQ_REL);
+    } else if (IS_COMPLETE(mask)) {
+        test_increment(&parallel_done);
+    }
+    return 0;
+}
+
+ARK_TEST(concurrency_bounds_parallel_work)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("three_wide");
+    eventer_jobq_set_concurrency(queue, 3);
+    for (int i = 0; i < 15; i++)
+        eventer_add_asynch(queue, eventer_alloc_asynch(parallel_job, NULL));
+    test_wait_for_count(&parallel_done, 15, "completions");
+    ARK_ASSERT_LE(test_load(&working_most), 3);
+    /* Threads start on demand: with 15 jobs of 20 ms waiting, more than one runs. */
+    ARK_ASSERT_GE(test_load(&working_most), 2);
+    test_eventer_stop();
+}
+
 static void run_ordering(int lifo)
 {
     test_eventer_start(2);
