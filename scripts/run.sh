@@ -1,7 +1,7 @@
 #!/bin/sh
-# The main job: installs what is missing, builds the release preset, then starts arkend with
-# its embedded default configuration. Until arkend exists, it runs the co-routine benchmark.
-# Extra arguments go to the program.
+# The main job: installs what is missing, builds the release preset, then starts arkend in
+# the foreground with its embedded default configuration (REST on 127.0.0.1:8888). Extra
+# arguments go to arkend (e.g. -c FILE, -d). Stop it with Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/setup.sh

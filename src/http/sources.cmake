@@ -6,6 +6,7 @@ list(APPEND ARK_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/http_chunked.c
     ${CMAKE_CURRENT_LIST_DIR}/http_fields.c
     ${CMAKE_CURRENT_LIST_DIR}/http_response_writer.c
-    ${CMAKE_CURRENT_LIST_DIR}/http_gzip.c)
+    ${CMAKE_CURRENT_LIST_DIR}/http_gzip.c
+    ${CMAKE_CURRENT_LIST_DIR}/http_session.c)
 list(APPEND ARK_LINK_LIBRARIES ZLIB::ZLIB)
 list(APPEND ARK_PKGCONFIG_REQUIRES zlib)

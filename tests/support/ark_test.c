@@ -64,11 +64,14 @@ static int run_forked(struct ark_test_case *test_case)
         return 0;
     }
     if (child == 0) {
+        /* Its own process group: whatever it starts (a server) ends with it, see below. */
+        setpgid(0, 0);
         current_case_name = test_case->name;
         test_case->function();
         fflush(NULL);
         exit(0); /* exit, not _exit: leak checkers run at exit */
     }
+    setpgid(child, child); /* also here: whichever of the two runs first */
     double limit = test_case->timeout_seconds * timeout_scale();
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);
@@ -84,13 +87,18 @@ static int run_forked(struct ark_test_case *test_case)
         clock_gettime(CLOCK_MONOTONIC, &now);
         double elapsed = (now.tv_sec - start.tv_sec) + (now.tv_nsec - start.tv_nsec) / 1e9;
         if (elapsed > limit) {
-            kill(child, SIGKILL);
+            kill(-child, SIGKILL);
             waitpid(child, &status, 0);
             fprintf(stderr, "# %s: timed out after %.0f s\n", test_case->name, limit);
             return 0;
         }
         usleep(elapsed < 1 ? 1000 : 20000);
     }
+    /*
+     * A case that failed half-way may leave a process it started running (an example server,
+     * say), which would keep the runner's output pipe open and hang ctest: end the group.
+     */
+    kill(-child, SIGKILL);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 1;
     char text[128];

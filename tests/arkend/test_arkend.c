@@ -1,0 +1,203 @@
+/*
+ * arkend as a user runs it: started on loopback from a configuration file, asked over HTTP,
+ * stopped by PID with SIGTERM (finishing the request in flight), and refusing bad
+ * configurations with the file, the line and the problem.
+ */
+#include "ark_net.h"
+#include "ark_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char directory[64];
+
+static void make_directory(void)
+{
+    snprintf(directory, sizeof(directory), "/tmp/ark_arkend_XXXXXX");
+    ARK_ASSERT(mkdtemp(directory));
+}
+
+static void remove_directory(void)
+{
+    char command[128];
+    snprintf(command, sizeof(command), "rm -rf %s", directory);
+    ARK_ASSERT_EQ(system(command), 0);
+}
+
+/* A port that was free a moment ago (the kernel's choice for port 0). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ARK_ASSERT_EQ(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    socklen_t length = sizeof(address);
+    getsockname(fd, (struct sockaddr *)&address, &length);
+    close(fd);
+    return ntohs(address.sin_port);
+}
+
+static void write_file(const char *name, const char *text, char *path, size_t capacity)
+{
+    snprintf(path, capacity, "%s/%s", directory, name);
+    FILE *file = fopen(path, "w");
+    ARK_ASSERT(file);
+    fputs(text, file);
+    fclose(file);
+}
+
+/* Starts arkend -D -c path with stderr to directory/stderr.txt; returns its PID. */
+static pid_t start_arkend(const char *config_path)
+{
+    char stderr_path[128];
+    snprintf(stderr_path, sizeof(stderr_path), "%s/stderr.txt", directory);
+    pid_t pid = fork();
+    ARK_ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int fd = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execl(ARKEND_PATH, "arkend", "-D", "-c", config_path, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static int wait_exit_status(pid_t pid)
+{
+    int status = 0;
+    for (int i = 0; i < 20000; i++) {
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    ark_test_fail(__FILE__, __LINE__, "arkend did not exit within 20 s");
+}
+
+static void read_stderr(char *buffer, size_t capacity)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/stderr.txt", directory);
+    FILE *file = fopen(path, "r");
+    ARK_ASSERT(file);
+    size_t got = fread(buffer, 1, capacity - 1, file);
+    buffer[got] = '\0';
+    fclose(file);
+}
+
+static int connect_when_up(int port)
+{
+    for (int i = 0; i < 2000; i++) {
+        int fd = ark_net_connect("127.0.0.1", port);
+        if (fd >= 0)
+            return fd;
+        usleep(5000);
+    }
+    ark_test_fail(__FILE__, __LINE__, "arkend did not open port %d", port);
+}
+
+static int aco_port;
+
+static pid_t start_on_free_port(int *port)
+{
+    *port = free_port();
+    aco_port = free_port();
+    char config[512], path[128];
+    snprintf(config, sizeof(config),
+             "<arkend><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" "
+             "port=\"%d\"/><listener type=\"listen_to_me\" address=\"127.0.0.1\" "
+             "port=\"%d\"/></listeners></arkend>\n",
+             *port, aco_port);
+    write_file("arkend.conf", config, path, sizeof(path));
+    return start_arkend(path);
+}
+
+ARK_TEST(arkend_serves_hello_and_stats_and_stops_on_sigterm)
+{
+    make_directory();
+    int port;
+    pid_t pid = start_on_free_port(&port);
+    int fd = connect_when_up(port);
+    char response[8192];
+    int status = 0;
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_EQ(status, 200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "Hello world.\n");
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /eventer/stats.json HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_EQ(status, 200);
+    const char *body = ark_net_http_body(response);
+    ARK_ASSERT_MSG(strstr(body, "\"loop_threads\": ") && strstr(body, "\"default_queue\": "), "%s",
+                   body);
+    close(fd);
+    ARK_ASSERT_EQ(kill(pid, SIGTERM), 0);
+    ARK_ASSERT_EQ(wait_exit_status(pid), 0);
+    char text[8192];
+    read_stderr(text, sizeof(text));
+    ARK_ASSERT_MSG(strstr(text, "arkend: stopped"), "%s", text);
+    remove_directory();
+}
+
+ARK_TEST(arkend_finishes_the_request_in_flight_on_sigterm)
+{
+    make_directory();
+    int port;
+    pid_t pid = start_on_free_port(&port);
+    int fd = connect_when_up(port);
+    /* /hello takes about a second; stop arkend while it is being answered. */
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    usleep(200000);
+    ARK_ASSERT_EQ(kill(pid, SIGTERM), 0);
+    char response[4096], value[32];
+    int status = 0;
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_EQ(status, 200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "Hello world.\n");
+    /* Draining: the connection is not kept alive. */
+    ARK_ASSERT_STR_EQ(ark_net_http_header(response, "Connection", value, sizeof(value)), "close");
+    close(fd);
+    ARK_ASSERT_EQ(wait_exit_status(pid), 0);
+    /* No new connections once stopping. */
+    ARK_ASSERT_LT(ark_net_connect("127.0.0.1", port), 0);
+    remove_directory();
+}
+
+ARK_TEST(arkend_bad_configuration_names_file_line_and_problem)
+{
+    make_directory();
+    char path[128], text[8192];
+    write_file("broken.conf",
+               "<arkend>\n  <listeners>\n    <listener type=\"http_rest_api\"\n"
+               "</arkend>\n",
+               path, sizeof(path));
+    pid_t pid = start_arkend(path);
+    ARK_ASSERT_EQ(wait_exit_status(pid), 2);
+    read_stderr(text, sizeof(text));
+    ARK_ASSERT_MSG(strstr(text, "broken.conf:4:"), "%s", text);
+
+    write_file("badport.conf",
+               "<arkend>\n  <listeners>\n"
+               "    <listener type=\"http_rest_api\" address=\"127.0.0.1\" port=\"eighty\"/>\n"
+               "  </listeners>\n</arkend>\n",
+               path, sizeof(path));
+    pid = start_arkend(path);
+    ARK_ASSERT_EQ(wait_exit_status(pid), 2);
+    read_stderr(text, sizeof(text));
+    ARK_ASSERT_MSG(strstr(text, "badport.conf:3: listener http_rest_api: port \"eighty\""), "%s",
+                   text);
+
+    pid = start_arkend("/nonexistent/arkend.conf");
+    ARK_ASSERT_EQ(wait_exit_status(pid), 2);
+    read_stderr(text, sizeof(text));
+    ARK_ASSERT_MSG(strstr(text, "/nonexistent/arkend.conf"), "%s", text);
+    remove_directory();
+}
