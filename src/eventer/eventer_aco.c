@@ -726,11 +726,19 @@ static eventer_aco_t convert_event(const char *call, eventer_t e, struct aco_co 
                   e->mask);
     if (e->fd < 0)
         mtevFatal(mtev_error, "%s: event %p has no descriptor (fd %d)\n", call, (void *)e, e->fd);
-    if (eventer_find_fd(e->fd) == e)
+    eventer_t registered = eventer_find_fd(e->fd);
+    if (registered == e)
         mtevFatal(mtev_error,
                   "%s: event %p (fd %d) is still registered with the eventer; call "
                   "eventer_remove_fde() first, or convert an eventer_alloc_copy() of it\n",
                   call, (void *)e, e->fd);
+    /* The seed's pattern with the eventer_remove_fde() forgotten: the copy's first wait would
+     * replace the original's registration and free it under its own callback. */
+    if (registered && !(registered->flags & EVENT_FLAG_ACO))
+        mtevFatal(mtev_error,
+                  "%s: fd %d is still registered with the eventer by classic event %p; call "
+                  "eventer_remove_fde() on it before converting a copy\n",
+                  call, e->fd, (void *)registered);
     struct aco_event *st = calloc(1, sizeof(*st));
     if (!st)
         mtevFatal(mtev_error, "%s: out of memory\n", call);

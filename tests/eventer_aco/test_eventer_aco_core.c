@@ -826,6 +826,12 @@ static void returns_without_exit(void)
 {
 }
 
+static void convert_arg(void)
+{
+    eventer_set_eventer_aco(eventer_aco_arg());
+    aco_exit();
+}
+
 static void convert_registered(void)
 {
     int pair[2];
@@ -833,6 +839,26 @@ static void convert_registered(void)
     eventer_t e = eventer_alloc_fd(never_called, NULL, pair[0], EVENTER_READ);
     eventer_add(e);
     eventer_set_eventer_aco(e);
+    aco_exit();
+}
+
+/* The seed's classic_callback without its eventer_remove_fde(). */
+static int forgot_remove_callback(eventer_t e, int mask, void *c, struct timeval *now)
+{
+    eventer_t copy = eventer_alloc_copy(e);
+    eventer_aco_start(convert_arg, copy);
+    return 0;
+}
+
+static void convert_copy_of_registered(void)
+{
+    int pair[2];
+    test_socketpair(pair);
+    eventer_t e = eventer_alloc_fd(forgot_remove_callback, NULL, pair[0], EVENTER_READ);
+    eventer_add(e);
+    ARK_ASSERT_EQ(write(pair[1], "x", 1), 1);
+    struct timeval pause = {5, 0};
+    eventer_aco_sleep(&pause);
     aco_exit();
 }
 
@@ -874,6 +900,10 @@ static void child_returns(void *unused)
 static void child_convert_registered(void *unused)
 {
     in_co_then(convert_registered);
+}
+static void child_convert_copy_of_registered(void *unused)
+{
+    in_co_then(convert_copy_of_registered);
 }
 static void child_convert_twice(void *unused)
 {
@@ -919,6 +949,8 @@ ARK_TEST(misuse_is_reported_clearly)
     test_expect_abort(child_returns, "returned without calling aco_exit()");
     test_expect_abort(child_convert_registered, "is still registered with the eventer");
     test_expect_abort(child_convert_twice, "is already an aco event");
+    test_expect_abort(child_convert_copy_of_registered,
+                      "is still registered with the eventer by classic event");
     test_expect_abort(child_convert_timer, "is not an fd event");
     test_expect_abort(child_aco_read_on_classic, "eventer_aco_read: event");
     test_expect_abort(child_aco_read_on_classic, "is not an aco event");
