@@ -151,6 +151,8 @@ static struct pending_start *pending_starts;
 
 static mtev_log_stream_t aco_debug; /* atomic */
 static mtev_log_stream_t aco_error; /* atomic */
+#define DEBUG_STREAM __atomic_load_n(&aco_debug, __ATOMIC_RELAXED)
+#define ERROR_STREAM __atomic_load_n(&aco_error, __ATOMIC_RELAXED)
 
 static uint64_t stat_live, stat_started, stat_save_bytes, stat_resumes; /* atomic */
 
@@ -254,7 +256,7 @@ static struct aco_stack *pick_stack(struct aco_thread *ts, size_t wanted)
             largest = s;
     }
     if (ts->stack_count == STACKS_PER_THREAD) {
-        mtevL(aco_error,
+        mtevL(ERROR_STREAM,
               "eventer_aco_start_stack: %d shared stacks in use; a co asking for %zu "
               "bytes gets %zu\n",
               STACKS_PER_THREAD, wanted, largest->size);
@@ -379,7 +381,7 @@ static void co_destroy(struct aco_co *ctx, int ended_normally)
 static void __attribute__((noinline)) log_resume(struct aco_co *ctx)
 {
     aco_t *co = ctx->co;
-    mtevL(aco_debug,
+    mtevL(DEBUG_STREAM,
           "co %p (%s) resumed on %s: %u bytes of stack to restore, save stack %u bytes\n",
           (void *)co, function_name(ctx->function), ctx->home->loop->name,
           co->share_stack && ((struct aco_share_stack *)co->share_stack)->owner == co
@@ -395,7 +397,7 @@ static void resume(struct aco_co *ctx)
         return;
     }
     struct aco_thread *ts = ctx->home;
-    if (mtev_unlikely(mtev_log_stream_is_enabled(__atomic_load_n(&aco_debug, __ATOMIC_RELAXED))))
+    if (mtev_unlikely(mtev_log_stream_is_enabled(DEBUG_STREAM)))
         log_resume(ctx);
     int outer_errno = errno;
     errno = ctx->saved_errno;
@@ -660,7 +662,7 @@ static void release_bound_events(struct aco_co *ctx, int ended_normally)
         struct aco_event *st = ctx->bound;
         eventer_t e = st->event;
         if (ended_normally)
-            mtevL(aco_debug, "co %p ended holding aco event %p (fd %d); releasing it\n",
+            mtevL(DEBUG_STREAM, "co %p ended holding aco event %p (fd %d); releasing it\n",
                   (void *)ctx->co, (void *)e, e->fd);
         unbind_event(st);
         unregister_event(e, st);
@@ -687,6 +689,12 @@ static int aco_fd_callback(eventer_t e, int mask, void *closure, struct timeval 
     st->dispatching = 0;
     if (st->reverted) {
         free(st);
+        /* Re-added as a classic event by the co: that add holds the registration now, so
+         * keep it and drop the reference this callback's registration had. */
+        if (e->fd >= 0 && eventer_find_fd(e->fd) == e) {
+            eventer_deref(e);
+            return e->mask;
+        }
         return 0;
     }
     if (st->dropped) {
@@ -1161,7 +1169,7 @@ static void orphan_gates(struct aco_co *ctx)
         struct _event_aco_gate *next = gate->next;
         if (gate->owner == ctx && !gate->orphan) {
             ctx->gate_count--;
-            mtevL(aco_error,
+            mtevL(ERROR_STREAM,
                   "eventer_aco: co %p ended without eventer_aco_gate_wait() on gate %p (%u "
                   "job(s) outstanding)\n",
                   (void *)ctx->co, (void *)gate, gate->count - 1);

@@ -1096,3 +1096,63 @@ ARK_TEST(start_stack_beyond_the_default_gets_a_larger_shared_stack)
     test_wait_for_count(&small.done, 1, "small co");
     test_eventer_stop();
 }
+
+/* Reverting inside the event's own wake-up (what a session leaving aco mode does). */
+struct revert_probe {
+    int fd;
+    int read_ok;
+    int classic_calls;
+    int done;
+};
+
+static int count_classic_call(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct revert_probe *p = closure;
+    char buffer[8];
+    int got = eventer_read(e, buffer, sizeof(buffer), &mask);
+    if (got > 0) {
+        test_increment(&p->classic_calls);
+        return EVENTER_READ | EVENTER_EXCEPTION;
+    }
+    if (got < 0 && errno == EAGAIN)
+        return mask;
+    eventer_remove_fde(e);
+    return 0;
+}
+
+static void read_then_revert(void)
+{
+    struct revert_probe *p = eventer_aco_arg();
+    eventer_t classic = eventer_alloc_fd(count_classic_call, p, p->fd, EVENTER_READ);
+    eventer_aco_t e = eventer_set_eventer_aco(classic);
+    char byte;
+    test_increment(&p->done);
+    p->read_ok = eventer_aco_read(e, &byte, 1, NULL) == 1 && byte == 'a';
+    /* Resumed by e's own callback: revert there, and hand it back to the classic loop. */
+    ARK_ASSERT(eventer_set_eventer_aco_co((eventer_t)e, NULL) == NULL);
+    ARK_ASSERT(!eventer_is_aco(classic));
+    eventer_set_mask(classic, EVENTER_READ | EVENTER_EXCEPTION);
+    eventer_add(classic); /* the reference the co held goes to the eventer */
+    test_increment(&p->done);
+    aco_exit();
+}
+
+ARK_TEST(reverting_during_the_events_wake_up_hands_it_back_to_classic_callbacks)
+{
+    test_eventer_start(2);
+    int pair[2];
+    test_socketpair(pair);
+    static struct revert_probe probe;
+    probe.fd = pair[0];
+    eventer_aco_start_on(eventer_choose_owner(1), read_then_revert, &probe, 0, 0);
+    test_wait_for_count(&probe.done, 1, "co waiting");
+    ARK_ASSERT_EQ(write(pair[1], "a", 1), 1);
+    test_wait_for_count(&probe.done, 2, "reverted");
+    ARK_ASSERT_EQ(probe.read_ok, 1);
+    ARK_ASSERT_EQ(write(pair[1], "b", 1), 1);
+    test_wait_for_count(&probe.classic_calls, 1, "classic callback after revert");
+    close(pair[1]); /* end of stream: the classic callback removes and finishes it */
+    test_sleep_ms(20);
+    test_eventer_stop();
+    close(pair[0]);
+}
