@@ -5,7 +5,8 @@
  * small or default limits; the rest is parsed as pipelined requests. Besides crashes and
  * sanitizer reports, the target aborts when parsing in two pieces disagrees with parsing
  * whole, when a reported range leaves the buffer, or when a chunked body decodes differently
- * byte by byte than in one go: those are the properties the session code relies on.
+ * byte by byte than in one go, or when a range's end (where the session writes a NUL in its copy
+ * of the head) falls inside another range: those are the properties the session relies on.
  */
 #include "http/http_parser.h"
 #include "http/http_response_writer.h"
@@ -30,6 +31,24 @@ enum { MAX_FIELDS = 24 };
 static void check_range(struct ark_http_range range, size_t length)
 {
     CHECK((size_t)range.offset + range.length <= length);
+}
+
+/*
+ * The session copies the head and writes a NUL right after each range it hands out (method,
+ * path, query, field names and values). That is safe only if no such terminator lands inside
+ * another of those ranges, and every terminator stays inside the head.
+ */
+static void check_terminators(const struct ark_http_range *ranges, size_t count, size_t head)
+{
+    for (size_t i = 0; i < count; i++) {
+        size_t end = (size_t)ranges[i].offset + ranges[i].length;
+        CHECK(end < head);
+        for (size_t j = 0; j < count; j++) {
+            if (i == j || ranges[j].length == 0)
+                continue;
+            CHECK(end < ranges[j].offset || end >= (size_t)ranges[j].offset + ranges[j].length);
+        }
+    }
 }
 
 /* Decodes a chunked body whole and byte by byte; returns bytes consumed or 0 on error/short. */
@@ -135,6 +154,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                   headers[i].value.length == headers2[i].value.length);
             (void)ark_http_accepts_gzip(request + headers[i].value.offset, headers[i].value.length);
         }
+        struct ark_http_range used[3 + 2 * MAX_FIELDS];
+        size_t used_count = 0;
+        used[used_count++] = h->method;
+        if (h->path.length)
+            used[used_count++] = h->path;
+        if (h->query.length)
+            used[used_count++] = h->query;
+        for (size_t i = 0; i < h->header_count; i++) {
+            used[used_count++] = headers[i].name;
+            used[used_count++] = headers[i].value;
+        }
+        check_terminators(used, used_count, (size_t)head);
         /* Decoding never grows, and query pairs stay inside the query. */
         char decoded[256];
         if (h->path.length <= sizeof(decoded)) {

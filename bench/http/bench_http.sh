@@ -8,11 +8,15 @@
 # per request (utime + stime from /proc, so it counts when the client is the bottleneck) and
 # the ratios. Reports figures, never pass/fail.
 #
-# usage: bench/http/bench_http.sh [BUILD_DIR] [SECONDS]     (default build/release, 5)
+# Each point is run REPEATS times, the three servers interleaved, and the median is printed
+# (the machine is shared: single runs swing).
+#
+# usage: bench/http/bench_http.sh [BUILD_DIR] [SECONDS] [REPEATS]   (default build/release 3 3)
 set -eu
 cd "$(dirname "$0")/../.."
 build=${1:-build/release}
-seconds=${2:-5}
+seconds=${2:-3}
+repeats=${3:-3}
 arkend=$build/apps/arkend/arkend
 if [ ! -x "$arkend" ]; then
     echo "bench_http: $arkend is missing; build the release preset first:" >&2
@@ -123,20 +127,31 @@ run() {
         'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }')
 }
 
-echo "bench_http: ${seconds}s per run; server core $server_core, wrk core $client_core" \
-    "(1 thread); arkend 1 loop thread, nginx 1 worker"
+median() { # prints the median of its arguments
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+echo "bench_http: ${seconds}s per run, median of $repeats; server core $server_core," \
+    "wrk core $client_core (1 thread); arkend 1 loop thread, nginx 1 worker"
 printf '%-6s | %-24s | %-24s | %-24s | %s\n' conns "arkend classic req/s cpu" \
     "arkend aco req/s cpu" "nginx req/s cpu" "ratios"
 for connections in 10 100 1000; do
-    run classic "$arkend_pid" "$arkend_port" /ping "$connections"
-    classic_rps=$rps classic_cpu=$cpu_us
-    aco_rps=0 aco_cpu=0
-    if [ -n "$aco_path" ]; then
-        run aco "$arkend_pid" "$arkend_port" "$aco_path" "$connections"
-        aco_rps=$rps aco_cpu=$cpu_us
-    fi
-    run nginx "$nginx_pid" "$nginx_port" /ping "$connections"
-    nginx_rps=$rps nginx_cpu=$cpu_us
+    c_rps=() c_cpu=() a_rps=() a_cpu=() n_rps=() n_cpu=()
+    for _ in $(seq 1 "$repeats"); do
+        run classic "$arkend_pid" "$arkend_port" /ping "$connections"
+        c_rps+=("$rps") c_cpu+=("$cpu_us")
+        if [ -n "$aco_path" ]; then
+            run aco "$arkend_pid" "$arkend_port" "$aco_path" "$connections"
+            a_rps+=("$rps") a_cpu+=("$cpu_us")
+        else
+            a_rps+=(0) a_cpu+=(0)
+        fi
+        run nginx "$nginx_pid" "$nginx_port" /ping "$connections"
+        n_rps+=("$rps") n_cpu+=("$cpu_us")
+    done
+    classic_rps=$(median "${c_rps[@]}") classic_cpu=$(median "${c_cpu[@]}")
+    aco_rps=$(median "${a_rps[@]}") aco_cpu=$(median "${a_cpu[@]}")
+    nginx_rps=$(median "${n_rps[@]}") nginx_cpu=$(median "${n_cpu[@]}")
     ratios=$(awk -v cr="$classic_rps" -v cc="$classic_cpu" -v ar="$aco_rps" -v ac="$aco_cpu" \
         -v nr="$nginx_rps" -v nc="$nginx_cpu" 'BEGIN {
             r = sprintf("classic/nginx req/s %.2f, nginx/classic cpu %.2f", cr / nr, (cc > 0 ? nc / cc : 0));

@@ -1459,3 +1459,18 @@ void eventer_impl_aco_cleanup(void)
         p = next;
     }
 }
+
+/* ---- for layers inside the library ---- */
+
+int eventer_impl_aco_wait_readable(eventer_aco_t ae)
+{
+    eventer_t e = (eventer_t)ae;
+    struct aco_event *st = aco_event_of("eventer_impl_aco_wait_readable", e);
+    struct aco_co *ctx = running();
+    if (mtev_unlikely(!ctx || st->bound != ctx || eventer_impl_current_loop() != e->owner_loop))
+        mtevFatal(mtev_error,
+                  "eventer_impl_aco_wait_readable: aco event %p (fd %d) is not bound to the "
+                  "running co-routine\n",
+                  (void *)e, e->fd);
+    return wait_fd(ctx, e, st, EVENTER_READ | EVENTER_EXCEPTION);
+}

@@ -228,4 +228,14 @@ void eventer_impl_aco_loop_exit(struct eventer_loop *loop);
 /* eventer_cleanup(), once every loop stopped: frees starts that never ran. */
 void eventer_impl_aco_cleanup(void);
 
+/* ---- the ACO layer, for layers inside the library (HTTP sessions) ---- */
+
+/*
+ * Waits, inside the co `e` is bound to, until e's descriptor may be readable, without first
+ * trying a read: for a server that just answered and expects the client's next request, the
+ * read eventer_aco_read() would try first almost always fails with EAGAIN. Returns 0 (then
+ * read: the descriptor may still turn out not ready) or -1 if the co's timer expired.
+ */
+int eventer_impl_aco_wait_readable(eventer_aco_t e);
+
 #endif

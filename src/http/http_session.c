@@ -110,6 +110,7 @@ struct mtev_http_session_ctx {
     int aco;         /* the session runs in a co-routine */
     int in_dispatch; /* the owner thread is inside the dispatcher (handler) */
     int moved;       /* the dispatcher moved the session into a co-routine (classic side) */
+    int timed_out;   /* co-routine session: a deadline shut the socket down (interrupt_co) */
 
     struct ark_http_limits limits;
     struct ark_http_header headers[HEADER_CAPACITY];
@@ -204,11 +205,29 @@ static void set_deadline(mtev_http_session_ctx *ctx, enum deadline_kind kind, lo
 static void session_close(mtev_http_session_ctx *ctx, int in_callback);
 static int session_drive(mtev_http_session_ctx *ctx);
 
+/*
+ * A deadline passed in a co-routine session: the co may be waiting in a read or write. Shut
+ * the socket down under it (the read side for a request or idle deadline, so a 408 can still
+ * be written; both for a write deadline): the wait ends and the driver, seeing `timed_out`,
+ * takes the call as timed out. Cheaper than a timer armed for every read.
+ */
+static void interrupt_co(mtev_http_session_ctx *ctx)
+{
+    if (ctx->timed_out)
+        return;
+    ctx->timed_out = 1;
+    int fd = eventer_get_fd(ctx->connection.e);
+    if (fd >= 0)
+        shutdown(fd, ctx->deadline_kind == DEADLINE_WRITE ? SHUT_RDWR : SHUT_RD);
+}
+
 static int session_timer(eventer_t e, int mask, void *closure, struct timeval *now)
 {
     mtev_http_session_ctx *ctx = closure;
     uint64_t now_us = (uint64_t)now->tv_sec * 1000000 + (uint64_t)now->tv_usec;
-    if (!ctx->aco && ctx->deadline_us && now_us >= ctx->deadline_us) {
+    if (ctx->deadline_us && now_us >= ctx->deadline_us && ctx->aco) {
+        interrupt_co(ctx);
+    } else if (ctx->deadline_us && now_us >= ctx->deadline_us) {
         char who[64];
         remote_text(ctx, who, sizeof(who));
         switch (ctx->deadline_kind) {
@@ -236,7 +255,7 @@ static int session_timer(eventer_t e, int mask, void *closure, struct timeval *n
         return 0;
     }
     uint64_t next =
-        ctx->deadline_us && !ctx->aco ? ctx->deadline_us : now_us + (uint64_t)ctx->idle_ms * 1000;
+        ctx->deadline_us > now_us ? ctx->deadline_us : now_us + (uint64_t)ctx->idle_ms * 1000;
     ctx->timer_whence_us = next;
     struct timeval whence = {(time_t)(next / 1000000), (suseconds_t)(next % 1000000)};
     eventer_update_whence(e, whence);
@@ -276,7 +295,7 @@ static const char *terminate(char *copy, struct ark_http_range range)
 }
 
 /* Copies the head out of the input buffer so that pointers into it survive body reads. */
-static int request_start(mtev_http_session_ctx *ctx, size_t head_length)
+static __attribute__((noinline)) int request_start(mtev_http_session_ctx *ctx, size_t head_length)
 {
     mtev_http_request *req = &ctx->req;
     const struct ark_http_request_head *head = &ctx->parser.head;
@@ -601,7 +620,7 @@ static int write_head(mtev_http_session_ctx *ctx, int final)
 }
 
 /* Under the lock: frames what was appended (and the end) into `out`. */
-static int prepare_output(mtev_http_session_ctx *ctx)
+static __attribute__((noinline)) int prepare_output(mtev_http_session_ctx *ctx)
 {
     mtev_http_response *res = &ctx->res;
     if (res->final_framed || !(res->flush_requested || res->end_requested))
@@ -959,7 +978,8 @@ int ark_http_session_read_upload(mtev_http_session_ctx *ctx, int *mask, int *sta
 
 /* ---- the state machine ---- */
 
-static void reject(mtev_http_session_ctx *ctx, int status, const char *reason)
+static __attribute__((noinline)) void reject(mtev_http_session_ctx *ctx, int status,
+                                             const char *reason)
 {
     char who[64];
     mtevL(http_error, "http: %s: %d %s\n", remote_text(ctx, who, sizeof(who)), status,
@@ -976,7 +996,7 @@ static void reject(mtev_http_session_ctx *ctx, int status, const char *reason)
     ctx->state = STATE_RESPONSE;
 }
 
-static void request_finished(mtev_http_session_ctx *ctx)
+static __attribute__((noinline)) void request_finished(mtev_http_session_ctx *ctx)
 {
     if (ctx->req.counted) {
         ctx->req.counted = 0;
@@ -992,7 +1012,7 @@ static void request_finished(mtev_http_session_ctx *ctx)
         dispatcher.request_done(ctx, ctx->dispatch_state);
 }
 
-static int next_request(mtev_http_session_ctx *ctx)
+static __attribute__((noinline)) int next_request(mtev_http_session_ctx *ctx)
 {
     pthread_mutex_lock(&ctx->lock);
     response_reset(&ctx->res);
@@ -1003,7 +1023,51 @@ static int next_request(mtev_http_session_ctx *ctx)
     return 0;
 }
 
-/* Returns the interest mask, or 0 after closing (the session is freed then). */
+/*
+ * Discards the body the handler left unread. 1 = done, 0 = wait (`*mask`), -1 = close.
+ * Out of line: its buffer must not sit in session_drive()'s frame, which a co-routine's
+ * every switch copies.
+ */
+static __attribute__((noinline)) int drain_body(mtev_http_session_ctx *ctx, int *mask)
+{
+    mtev_http_request *req = &ctx->req;
+    if (!req->body_done && req->expect_continue && !req->continue_sent)
+        return -1; /* the client waits for 100 before sending the body: it cannot be drained */
+    while (!req->body_done) {
+        char discard[4096];
+        int got =
+            mtev_http_session_req_consume(ctx, discard, sizeof(discard), sizeof(discard), mask);
+        if (got > 0)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            set_deadline(ctx, DEADLINE_REQUEST, ctx->request_ms);
+            return 0;
+        }
+        if (got < 0 && (errno == ETIME || errno == ETIMEDOUT)) {
+            char who[64];
+            mtevL(http_error, "http: %s: unread request body not sent in time; closing\n",
+                  remote_text(ctx, who, sizeof(who)));
+        }
+        if (got < 0)
+            return -1;
+    }
+    return 1;
+}
+
+static __attribute__((noinline)) void log_head_ended(mtev_http_session_ctx *ctx, int got)
+{
+    char who[64];
+    remote_text(ctx, who, sizeof(who));
+    if (got < 0 && (errno == ETIME || errno == ETIMEDOUT))
+        mtevL(http_debug, "http: %s idle; closing\n", who);
+    else if (ctx->in.length)
+        mtevL(http_debug, "http: %s closed inside a request head\n", who);
+}
+
+/*
+ * Returns the interest mask, or 0 after closing (the session is freed then). Keep its frame
+ * small: in a co-routine it is live at every wait (helpers with buffers are out of line).
+ */
 static int session_drive(mtev_http_session_ctx *ctx)
 {
     int mask = EVENTER_READ | EVENTER_EXCEPTION;
@@ -1025,20 +1089,11 @@ static int session_drive(mtev_http_session_ctx *ctx)
                     return mask;
                 if (got < 0 && errno == EINTR)
                     continue;
-                if (got < 0 && (errno == ETIME || errno == ETIMEDOUT)) {
-                    char who[64];
-                    remote_text(ctx, who, sizeof(who));
-                    if (ctx->in.length) {
-                        reject(ctx, 408, "request not complete in time");
-                        continue;
-                    }
-                    mtevL(http_debug, "http: %s idle; closing\n", who);
+                if (got < 0 && (errno == ETIME || errno == ETIMEDOUT) && ctx->in.length) {
+                    reject(ctx, 408, "request not complete in time");
+                    continue;
                 }
-                if (got == 0 && ctx->in.length) {
-                    char who[64];
-                    mtevL(http_debug, "http: %s closed inside a request head\n",
-                          remote_text(ctx, who, sizeof(who)));
-                }
+                log_head_ended(ctx, got);
                 session_close(ctx, 1);
                 return 0;
             }
@@ -1136,34 +1191,22 @@ static int session_drive(mtev_http_session_ctx *ctx)
             continue;
         }
         case STATE_DRAIN: {
-            mtev_http_request *req = &ctx->req;
-            if (!req->body_done && req->expect_continue && !req->continue_sent) {
-                /* The client waits for 100 before sending the body: it cannot be drained. */
+            int drained = drain_body(ctx, &mask);
+            if (drained == 0)
+                return mask;
+            if (drained < 0) {
                 session_close(ctx, 1);
                 return 0;
             }
-            while (!req->body_done) {
-                char discard[4096];
-                int got = mtev_http_session_req_consume(ctx, discard, sizeof(discard),
-                                                        sizeof(discard), &mask);
-                if (got > 0)
-                    continue;
-                if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                    set_deadline(ctx, DEADLINE_REQUEST, ctx->request_ms);
-                    return mask;
-                }
-                if (got < 0 && (errno == ETIME || errno == ETIMEDOUT)) {
-                    char who[64];
-                    mtevL(http_error, "http: %s: unread request body not sent in time; closing\n",
-                          remote_text(ctx, who, sizeof(who)));
-                }
-                if (got < 0) {
-                    session_close(ctx, 1);
-                    return 0;
-                }
-            }
             next_request(ctx);
-            if (ctx->in.length == 0 && !ctx->aco) {
+            if (ctx->in.length == 0 && ctx->aco) {
+                /* As the classic path below: wait for the next request instead of trying a
+                 * read that would almost always find nothing yet. */
+                set_deadline(ctx, DEADLINE_IDLE, ctx->idle_ms);
+                eventer_impl_aco_wait_readable((eventer_aco_t)ctx->connection.e);
+                continue;
+            }
+            if (ctx->in.length == 0) {
                 /* Nothing pipelined: wait for readiness rather than try a read now. */
                 set_deadline(ctx, DEADLINE_IDLE, ctx->idle_ms);
                 return EVENTER_READ | EVENTER_EXCEPTION;
@@ -1228,6 +1271,41 @@ static void session_free(void *closure)
 static void session_close(mtev_http_session_ctx *ctx, int in_callback)
 {
     eventer_t e = ctx->connection.e;
+    /* A response still open in another thread's hands (a job appending to it): the session
+     * must outlive it. Cut the connection, discard further output, and finish closing when
+     * the response is ended. */
+    pthread_mutex_lock(&ctx->lock);
+    int still_held = ctx->state == STATE_RESPONSE && !ctx->res.end_requested;
+    if (still_held) {
+        ctx->res.peer_gone = 1;
+        if (!ctx->aco)
+            ctx->floated = 1;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (still_held) {
+        int fd = eventer_get_fd(e);
+        if (fd >= 0)
+            shutdown(fd, SHUT_RDWR);
+        ctx->out.length = 0;
+        ctx->close_after = 1;
+        if (!ctx->aco) {
+            if (!in_callback) {
+                eventer_t registered = eventer_remove_fde(e);
+                if (registered)
+                    eventer_deref(registered);
+            }
+            return; /* the end triggers the driver, whose write fails and closes for real */
+        }
+        for (;;) {
+            pthread_mutex_lock(&ctx->lock);
+            int ended = ctx->res.end_requested;
+            pthread_mutex_unlock(&ctx->lock);
+            if (ended)
+                break;
+            struct timeval pause = {0, 2000};
+            eventer_aco_sleep(&pause);
+        }
+    }
     ctx->state = STATE_CLOSED;
     if (ctx->aco) {
         eventer_aco_close((eventer_aco_t)e);
@@ -1308,24 +1386,16 @@ int ark_http_session_listener_callback(eventer_t e, int mask, void *closure, str
 
 /* ---- I/O ---- */
 
-/* In a co-routine the call waits, bounded by the session's current deadline. */
-static struct timeval *aco_timeout(mtev_http_session_ctx *ctx, struct timeval *storage)
-{
-    if (!ctx->deadline_us)
-        return NULL;
-    uint64_t now = eventer_impl_now_us();
-    uint64_t left = ctx->deadline_us > now ? ctx->deadline_us - now : 0;
-    storage->tv_sec = (time_t)(left / 1000000);
-    storage->tv_usec = (suseconds_t)(left % 1000000);
-    return storage;
-}
-
+/* In a co-routine the call waits; the session timer bounds it (interrupt_co). */
 static int io_read(mtev_http_session_ctx *ctx, void *buffer, size_t length, int *mask)
 {
     if (ctx->aco) {
-        struct timeval storage;
-        return eventer_aco_read((eventer_aco_t)ctx->connection.e, buffer, length,
-                                aco_timeout(ctx, &storage));
+        int got = eventer_aco_read((eventer_aco_t)ctx->connection.e, buffer, length, NULL);
+        if (got <= 0 && ctx->timed_out) {
+            errno = ETIME;
+            return -1;
+        }
+        return got;
     }
     return eventer_read(ctx->connection.e, buffer, length, mask);
 }
@@ -1333,9 +1403,10 @@ static int io_read(mtev_http_session_ctx *ctx, void *buffer, size_t length, int 
 static int io_write(mtev_http_session_ctx *ctx, const void *buffer, size_t length, int *mask)
 {
     if (ctx->aco) {
-        struct timeval storage;
-        return eventer_aco_write((eventer_aco_t)ctx->connection.e, buffer, length,
-                                 aco_timeout(ctx, &storage));
+        int wrote = eventer_aco_write((eventer_aco_t)ctx->connection.e, buffer, length, NULL);
+        if (wrote < 0 && ctx->timed_out && ctx->deadline_kind == DEADLINE_WRITE)
+            errno = ETIME;
+        return wrote;
     }
     return eventer_write(ctx->connection.e, buffer, length, mask);
 }

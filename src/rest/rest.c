@@ -102,18 +102,18 @@ mtev_rest_mountpoint_t *mtev_http_rest_new_rule_auth_closure(const char *method,
     if (!mp)
         return NULL;
     char error[ARK_REST_ERROR_MAX] = "";
-    mp->rule =
-        ark_rest_router_add(router, method, base, expr, (ark_rest_handler_t)(void *)handler, error);
+    /* Loop threads may be matching already: the mountpoint is complete before it is published. */
+    mp->handler = handler;
+    mp->auth = auth;
+    mp->closure = closure;
+    mp->rule = ark_rest_router_add_with_user(router, method, base, expr,
+                                             (ark_rest_handler_t)(void *)handler, mp, error);
     if (!mp->rule) {
         mtevL(mtev_error, "mtev_http_rest_new_rule(%s, %s, %s): %s\n", method ? method : "(null)",
               base ? base : "(null)", expr ? expr : "(null)", error);
         free(mp);
         return NULL;
     }
-    mp->handler = handler;
-    mp->auth = auth;
-    mp->closure = closure;
-    mp->rule->user = mp;
     pthread_mutex_lock(&mountpoints_lock);
     mp->next_allocated = mountpoints;
     mountpoints = mp;
@@ -142,25 +142,27 @@ int mtev_http_rest_register_auth(const char *method, const char *base, const cha
 void mtev_rest_mountpoint_set_handler(mtev_rest_mountpoint_t *mp, rest_request_handler handler)
 {
     if (mp)
-        mp->handler = handler;
+        __atomic_store_n(&mp->handler, handler, __ATOMIC_RELEASE);
 }
 
 void mtev_rest_mountpoint_set_auth(mtev_rest_mountpoint_t *mp, rest_authorize_func_t auth)
 {
     if (mp)
-        mp->auth = auth;
+        __atomic_store_n(&mp->auth, auth, __ATOMIC_RELEASE);
 }
 
 void mtev_rest_mountpoint_set_closure(mtev_rest_mountpoint_t *mp, void *closure)
 {
     if (mp)
-        mp->closure = closure;
+        __atomic_store_n(&mp->closure, closure, __ATOMIC_RELEASE);
 }
 
 void mtev_rest_mountpoint_set_aco(mtev_rest_mountpoint_t *mp, mtev_boolean enabled)
 {
+    /* Settings may change while loop threads serve the mountpoint (the seed sets aco after
+     * creating the rule, with the loops running): atomic stores, atomic loads in dispatch. */
     if (mp)
-        mp->aco = enabled ? mtev_true : mtev_false;
+        __atomic_store_n(&mp->aco, enabled ? mtev_true : mtev_false, __ATOMIC_RELEASE);
 }
 
 /* ---- ACL ---- */
@@ -388,10 +390,11 @@ static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
     if (state->resume_in_aco) {
         state->resume_in_aco = 0;
         restc->aco_enabled = mtev_true;
-        struct mtev_rest_mountpoint *mp = state->mountpoint;
-        int wants = mp->handler(restc, restc->nparams, restc->params);
+        rest_request_handler handler =
+            __atomic_load_n(&state->mountpoint->handler, __ATOMIC_ACQUIRE);
+        int wants = handler(restc, restc->nparams, restc->params);
         if (wants)
-            restc->fastpath = mp->handler;
+            restc->fastpath = handler;
         return wants;
     }
     mtev_http_request *req = mtev_http_session_request(ctx);
@@ -416,18 +419,21 @@ static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
     }
     struct mtev_rest_mountpoint *mp = state->match.rule->user;
     state->mountpoint = mp;
-    restc->closure = mp->closure;
+    rest_request_handler handler = __atomic_load_n(&mp->handler, __ATOMIC_ACQUIRE);
+    rest_authorize_func_t auth = __atomic_load_n(&mp->auth, __ATOMIC_ACQUIRE);
+    restc->closure = __atomic_load_n(&mp->closure, __ATOMIC_ACQUIRE);
     restc->nparams = state->match.npats;
     restc->params = state->match.pats;
     restc->remote_cn = (char *)mtev_acceptor_closure_remote_cn(restc->ac);
-    rest_authorize_func_t auth = mp->auth ? mp->auth : mtev_http_rest_client_cert_auth;
+    if (!auth)
+        auth = mtev_http_rest_client_cert_auth;
     if (!auth(restc, restc->nparams, restc->params)) {
         mtevL(rest_error, "rest: %s %s: 403 denied\n", method, path);
         simple_answer(ctx, 403, "DENIED", NULL);
         return 0;
     }
     restc->aco_enabled = mtev_http_session_is_aco(ctx);
-    if (mp->aco && !mtev_http_session_is_aco(ctx)) {
+    if (__atomic_load_n(&mp->aco, __ATOMIC_ACQUIRE) && !mtev_http_session_is_aco(ctx)) {
         state->resume_in_aco = 1;
         if (ark_http_session_switch_to_aco(ctx) == 0)
             return ARK_HTTP_DISPATCH_MOVED;
@@ -435,9 +441,9 @@ static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
         mtevL(rest_error, "rest: %s %s: cannot start a co-routine; running the handler here\n",
               method, path);
     }
-    int wants = mp->handler(restc, restc->nparams, restc->params);
+    int wants = handler(restc, restc->nparams, restc->params);
     if (wants)
-        restc->fastpath = mp->handler;
+        restc->fastpath = handler;
     return wants;
 }
 

@@ -181,6 +181,15 @@ struct ark_rest_rule *ark_rest_router_add(struct ark_rest_router *router, const 
                                           ark_rest_handler_t handler,
                                           char error[ARK_REST_ERROR_MAX])
 {
+    return ark_rest_router_add_with_user(router, method, base, expression, handler, NULL, error);
+}
+
+struct ark_rest_rule *ark_rest_router_add_with_user(struct ark_rest_router *router,
+                                                    const char *method, const char *base,
+                                                    const char *expression,
+                                                    ark_rest_handler_t handler, void *user,
+                                                    char error[ARK_REST_ERROR_MAX])
+{
     if (router == NULL || method == NULL || base == NULL || expression == NULL || handler == NULL)
         return refuse(error, EINVAL, "router, method, base, expression and handler are needed");
     if (!is_token(method))
@@ -192,6 +201,7 @@ struct ark_rest_rule *ark_rest_router_add(struct ark_rest_router *router, const 
     struct router_rule *rule = make_rule(method, base, expression, handler, error);
     if (rule == NULL)
         return NULL;
+    rule->rule.user = user;
 
     pthread_rwlock_wrlock(&router->lock);
     struct base_group *group = group_for(router, base);
@@ -277,6 +287,40 @@ static bool method_is(const char *rule_method, const char *method, size_t length
     return strncmp(rule_method, method, length) == 0 && rule_method[length] == '\0';
 }
 
+/*
+ * Match data is kept per thread and grown as needed: allocating it per request showed in
+ * profiles. Freed when the thread exits.
+ */
+static pthread_key_t match_data_key;
+static pthread_once_t match_data_once = PTHREAD_ONCE_INIT;
+static __thread pcre2_match_data *cached_match_data;
+static __thread uint32_t cached_match_pairs;
+
+static void free_thread_match_data(void *data)
+{
+    pcre2_match_data_free(data);
+}
+
+static void create_match_data_key(void)
+{
+    pthread_key_create(&match_data_key, free_thread_match_data);
+}
+
+static pcre2_match_data *thread_match_data(uint32_t pairs)
+{
+    if (cached_match_data && cached_match_pairs >= pairs)
+        return cached_match_data;
+    pthread_once(&match_data_once, create_match_data_key);
+    pcre2_match_data *data = pcre2_match_data_create(pairs < 8 ? 8 : pairs, NULL);
+    if (!data)
+        return NULL;
+    pcre2_match_data_free(cached_match_data);
+    cached_match_data = data;
+    cached_match_pairs = pairs < 8 ? 8 : pairs;
+    pthread_setspecific(match_data_key, data);
+    return data;
+}
+
 int ark_rest_router_match(struct ark_rest_router *router, const char *method, size_t method_length,
                           const char *path, size_t path_length, struct ark_rest_match *match)
 {
@@ -297,12 +341,11 @@ int ark_rest_router_match(struct ark_rest_router *router, const char *method, si
         return 404;
     }
 
-    pcre2_match_data *data = pcre2_match_data_create(group->max_capture_count + 1, NULL);
-    const char **others = calloc(group->count, sizeof(*others));
+    pcre2_match_data *data = thread_match_data(group->max_capture_count + 1);
+    const char *others_small[16];
+    const char **others = group->count <= 16 ? others_small : calloc(group->count, sizeof(*others));
     if (data == NULL || others == NULL) {
         pthread_rwlock_unlock(&router->lock);
-        pcre2_match_data_free(data);
-        free(others);
         return -ENOMEM;
     }
     const char *subject = path + group->base_length;
@@ -338,8 +381,8 @@ int ark_rest_router_match(struct ark_rest_router *router, const char *method, si
             status = -ENOMEM;
     }
     pthread_rwlock_unlock(&router->lock);
-    pcre2_match_data_free(data);
-    free(others);
+    if (others != others_small)
+        free(others);
     return status;
 }
 

@@ -57,6 +57,16 @@ struct ark_rest_rule *ark_rest_router_add(struct ark_rest_router *router, const 
                                           ark_rest_handler_t handler,
                                           char error[ARK_REST_ERROR_MAX]);
 
+/*
+ * ark_rest_router_add() with the rule's `user` set before the rule becomes visible to
+ * concurrent matches (loop threads may be matching while rules are added).
+ */
+struct ark_rest_rule *ark_rest_router_add_with_user(struct ark_rest_router *router,
+                                                    const char *method, const char *base,
+                                                    const char *expression,
+                                                    ark_rest_handler_t handler, void *user,
+                                                    char error[ARK_REST_ERROR_MAX]);
+
 /* The outcome of ark_rest_router_match(). Release it with ark_rest_match_release(). */
 struct ark_rest_match {
     struct ark_rest_rule *rule; /* the winning rule (status 200 only) */
