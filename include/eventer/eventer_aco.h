@@ -125,7 +125,8 @@ ARK_EXTERN eventer_aco_t eventer_set_eventer_aco(eventer_t e);
  * With `co` a co started by eventer_aco_start*() on the calling loop thread: converts `e`
  * for that co (the same rules). With `co` NULL: reverts an aco event to the classic event it
  * was (callback, opset, opset context restored; unregistered), returns NULL; the reference
- * the co held passes back to the caller.
+ * the co held passes back to the caller, who may eventer_add() it again as a classic event
+ * (also right after an eventer_aco_* call on it returned). Owner loop thread only.
  */
 ARK_EXTERN eventer_aco_t eventer_set_eventer_aco_co(eventer_t e, aco_t *co);
 
