@@ -35,6 +35,7 @@ extern const struct echo_server_implementation echo_servers[];
 const struct echo_server_implementation *echo_server_find(const char *name);
 
 int echo_serve_arkenstone(int listen_fd);
+int echo_serve_aco(int listen_fd);
 int echo_serve_libuv(int listen_fd);
 int echo_serve_libev(int listen_fd);
 int echo_serve_epoll(int listen_fd);

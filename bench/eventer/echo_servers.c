@@ -9,6 +9,8 @@
 const struct echo_server_implementation echo_servers[] = {
     {"arkenstone", "eventer_* classic callbacks, eventer_read/eventer_write, 1 loop thread",
      echo_serve_arkenstone},
+    {"aco", "one eventer_aco co-routine per connection, eventer_aco_read/write, 1 loop thread",
+     echo_serve_aco},
     {"libuv", "libuv: uv_read_start with one static buffer, uv_try_write, uv_write for the rest",
      echo_serve_libuv},
     {"libev", "libev: ev_io per connection, read, write back, EV_WRITE only when short",

@@ -52,11 +52,12 @@ struct aco_thread;
 /* e->aco_context of a converted fd event. */
 struct aco_event {
     int kind;
-    uint8_t registered;  /* the eventer holds the descriptor (and a reference) */
-    uint8_t dispatching; /* the event's callback is running */
-    uint8_t dropped;     /* registration dropped during the callback: it returns 0 */
-    uint8_t reverted;    /* reverted during the callback: the callback frees this */
-    int wanted_mask;     /* the interest of the registration */
+    uint8_t registered;   /* the eventer holds the descriptor (and a reference) */
+    uint8_t dispatching;  /* the event's callback is running */
+    uint8_t dropped;      /* registration dropped during the callback: it returns 0 */
+    uint8_t reverted;     /* reverted during the callback: the callback frees this */
+    uint8_t read_drained; /* the last read got less than asked: the socket is likely empty */
+    int wanted_mask;      /* the interest of the registration */
     eventer_t event;
     eventer_func_t original_callback;
     eventer_fd_opset_t original_opset;
@@ -640,6 +641,10 @@ static void unregister_event(eventer_t e, struct aco_event *st)
     if (!st->registered)
         return;
     st->registered = 0;
+    /* Another event registered on this descriptor since replaced ours (and the eventer
+     * dropped our registration's reference then): leave its registration alone. */
+    if (eventer_find_fd(e->fd) != e)
+        return;
     eventer_t removed = eventer_remove_fd(e->fd);
     if (st->dispatching) {
         st->dropped = 1;
@@ -788,8 +793,13 @@ void eventer_impl_aco_copy(eventer_t source, eventer_t copy)
 
 /* ---- blocking I/O ---- */
 
-/* Waits until e's descriptor may be ready for `mask`; -1 if the co's timer expired. */
-static int wait_fd(struct aco_co *ctx, eventer_t e, struct aco_event *st, int mask)
+/*
+ * Waits until e's descriptor may be ready for `mask`; -1 if the co's timer expired. Inlined
+ * (as is aco_io) so that a parked co keeps one frame less on its stack: every switch copies
+ * those bytes.
+ */
+static inline __attribute__((always_inline)) int wait_fd(struct aco_co *ctx, eventer_t e,
+                                                         struct aco_event *st, int mask)
 {
     if (!st->registered) {
         st->registered = 1;
@@ -832,13 +842,15 @@ static int would_block(int error)
     return error == EAGAIN || error == EWOULDBLOCK || error == EINPROGRESS;
 }
 
-static int aco_io(const char *call, eventer_t e, int op, void *buffer, size_t length,
-                  struct sockaddr *address, socklen_t *address_length,
-                  const struct timeval *timeout, int *classic_mask)
+static inline __attribute__((always_inline)) int
+aco_io(const char *call, eventer_t e, int op, void *buffer, size_t length, struct sockaddr *address,
+       socklen_t *address_length, const struct timeval *timeout, int *classic_mask)
 {
     struct aco_event *st = aco_event_of(call, e);
     struct aco_co *ctx = running();
-    if (mtev_unlikely(eventer_impl_current_loop() != e->owner_loop)) {
+    /* Inside a co the thread is the co's loop: no need to ask the eventer. */
+    struct eventer_loop *here = ctx ? ctx->home->loop : eventer_impl_current_loop();
+    if (mtev_unlikely(here != e->owner_loop)) {
         /* Another thread (a job, say): one attempt, as the wrapped opset would do. */
         int mask = 0;
         int result = attempt(st, e, op, buffer, length, address, address_length, &mask);
@@ -856,9 +868,24 @@ static int aco_io(const char *call, eventer_t e, int op, void *buffer, size_t le
                              : "is bound to another co-routine");
     uint64_t timeout_us = timeout ? timeval_us(timeout) : st->default_timeout_us[op];
     int armed = 0, expired = 0, result;
+    /*
+     * A read after one that drained a plain socket waits for readiness first instead of
+     * trying: with level-triggered polling that is always correct (data already there is
+     * reported at once) and spares the read that would fail with EAGAIN, so a co-routine
+     * echo makes the same system calls as a classic callback. Not for other opsets (TLS
+     * keeps data the poller cannot see).
+     */
+    int wait_first =
+        op == OP_READ && st->read_drained && st->original_opset == eventer_POSIX_fd_opset;
     for (;;) {
         int mask = 0;
-        result = attempt(st, e, op, buffer, length, address, address_length, &mask);
+        if (wait_first) {
+            wait_first = 0;
+            result = -1;
+            errno = EAGAIN;
+        } else {
+            result = attempt(st, e, op, buffer, length, address, address_length, &mask);
+        }
         if (result >= 0 || !would_block(errno))
             break;
         if (expired) {
@@ -874,6 +901,8 @@ static int aco_io(const char *call, eventer_t e, int op, void *buffer, size_t le
         if (wait_fd(ctx, e, st, mask) < 0)
             expired = 1;
     }
+    if (op == OP_READ)
+        st->read_drained = result > 0 && (size_t)result < length;
     if (armed) {
         int saved = errno;
         disarm_timer(ctx);

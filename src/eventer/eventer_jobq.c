@@ -835,9 +835,13 @@ static mtev_boolean add_job(const char *call, eventer_jobq_t *queue, eventer_t e
         return mtev_true;
     }
     maybe_spawn_worker(queue);
-    if (queue->idle_threads > 0)
-        pthread_cond_signal(&queue->work_available);
+    int wake = queue->idle_threads > 0;
     pthread_mutex_unlock(&queue->lock);
+    /* Signalled after unlocking: a woken worker that runs at once (same core) would
+     * otherwise block on the lock still held here, and cost two more context switches. It
+     * cannot miss the job: it looks for work under the lock before it waits. */
+    if (wake)
+        pthread_cond_signal(&queue->work_available);
     return mtev_true;
 }
 

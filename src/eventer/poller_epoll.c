@@ -101,15 +101,13 @@ int eventer_poller_remove(struct eventer_poller *poller, int fd)
 #define SYS_epoll_pwait2 441
 #endif
 
-/* -1 unknown, 0 missing, 1 present. Races are harmless: every thread finds the same. */
 /*
- * 1: epoll_pwait2 works (microsecond timeouts), 0: it does not, -1: not tried yet. Under
- * ThreadSanitizer it is never used: it goes through syscall(), which TSan cannot see, and only
- * its epoll_wait interceptor tells it that a wait returning a descriptor comes after the
- * epoll_ctl that registered it (from another thread, say), so every use of a descriptor that
- * one thread added and another's loop handled would be reported as a race.
+ * -1 unknown, 0 missing, 1 present. Races are harmless: every thread finds the same.
+ * ThreadSanitizer sees epoll_wait() (a registration made by another thread happens before
+ * the wait that reports it) but not a raw epoll_pwait2 system call: it reported races on
+ * descriptors handed between threads, so its builds use epoll_wait() only.
  */
-#if defined(ARK_TSAN)
+#if defined(ARK_TSAN) || defined(__SANITIZE_THREAD__)
 static int have_pwait2 = 0;
 #else
 static int have_pwait2 = -1;

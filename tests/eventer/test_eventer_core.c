@@ -4,6 +4,8 @@
  */
 #include "eventer_test_util.h"
 
+#include "eventer/eventer_internal.h"
+
 #include <mtev_conf.h>
 
 #include <signal.h>
@@ -148,6 +150,13 @@ static void asynch_with_timer_mask(void *argument)
 }
 
 
+/* What a misrouted completion would do: run an asynch event's COMPLETE off its loop. */
+static void complete_on_wrong_thread(void *argument)
+{
+    eventer_init();
+    eventer_impl_jobq_complete(eventer_alloc_asynch(nothing, NULL));
+}
+
 static void expect_fatal(void (*function)(void *), const char *needle)
 {
     char text[4096];
@@ -165,6 +174,8 @@ ARK_TEST(misuse_is_fatal_and_names_the_call)
     expect_fatal(remove_asynch, "eventer_remove: event");
     expect_fatal(dep_outside_work, "eventer_add_asynch_dep: must be called from inside");
     expect_fatal(asynch_with_timer_mask, "eventer_add_asynch: event");
+    expect_fatal(complete_on_wrong_thread, "COMPLETE phase of");
+    expect_fatal(complete_on_wrong_thread, "on the wrong thread");
 }
 
 
@@ -346,8 +357,6 @@ ARK_TEST(eventer_config_section_takes_effect)
 }
 
 /* ---- hooks for other layers ---- */
-
-#include "eventer/eventer_internal.h"
 
 static int pre_calls, post_calls, ran_on;
 

@@ -100,6 +100,24 @@ ARK_TEST(late_jobs_skip_work_but_cleanup_and_complete)
     test_eventer_stop();
 }
 
+/* libmtev only honours a deadline whose seconds and microseconds are both non-zero; a
+ * deadline on a whole second is still a deadline here. */
+ARK_TEST(whole_second_deadline_is_honoured)
+{
+    test_eventer_start(2);
+    static struct job_record late;
+    struct timeval past;
+    gettimeofday(&past, NULL);
+    past.tv_sec -= 1;
+    past.tv_usec = 0;
+    eventer_add_asynch(NULL, eventer_alloc_asynch_timeout(record_phases, &late, &past));
+    test_wait_for_count(&completed_jobs, 1, "completion");
+    ARK_ASSERT_EQ(late.work, 0);
+    ARK_ASSERT_EQ(late.cleanup, 1);
+    ARK_ASSERT_EQ(late.complete, 1);
+    test_eventer_stop();
+}
+
 ARK_TEST(deadline_cancels_running_work)
 {
     test_eventer_start(2);

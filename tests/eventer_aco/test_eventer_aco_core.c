@@ -6,6 +6,7 @@
 #include "eventer_aco_test_util.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -627,8 +628,11 @@ static void copy_aco_event(void)
     eventer_aco_t again = eventer_set_eventer_aco(copy);
     char byte;
     struct timeval wait = {0, 1000};
-    ARK_ASSERT_EQ(eventer_aco_read(again, &byte, 1, &wait), -1);
-    ARK_ASSERT_EQ(errno, ETIME);
+    /* Both wait on the one descriptor in turn; each registration replaces the other's. */
+    for (int i = 0; i < 3; i++) {
+        ARK_ASSERT_EQ(eventer_aco_read(i % 2 ? e : again, &byte, 1, &wait), -1);
+        ARK_ASSERT_EQ(errno, ETIME);
+    }
     eventer_aco_free(again);
     /* Reverting gives the classic event back, with the co's reference. */
     ARK_ASSERT(eventer_set_eventer_aco_co((eventer_t)e, NULL) == NULL);
@@ -923,4 +927,140 @@ ARK_TEST(misuse_is_reported_clearly)
     test_expect_abort(child_start_before_init, "eventer_aco_start: the eventer is not running");
     test_expect_abort(child_convert_outside,
                       "eventer_set_eventer_aco: must be called inside a co-routine");
+}
+
+/* ---- other threads and nested wake-ups ---- */
+
+struct job_io {
+    eventer_aco_t e;
+    int wrote;
+    int read_result;
+    int read_errno;
+};
+
+static void io_from_a_job(void *closure)
+{
+    struct job_io *io = closure;
+    io->wrote = eventer_aco_write(io->e, "j", 1, NULL);
+    char byte;
+    io->read_result = eventer_aco_read(io->e, &byte, 1, NULL);
+    io->read_errno = errno;
+}
+
+static void job_thread_io(void)
+{
+    struct io_probe *p = eventer_aco_arg();
+    struct job_io *io = calloc(1, sizeof(*io));
+    io->e = test_aco_event(p->fd);
+    eventer_aco_simple_asynch(io_from_a_job, io);
+    /* From a job thread: one attempt each, no waiting (nothing to read: EAGAIN). */
+    p->result = io->wrote == 1 && io->read_result == -1 && io->read_errno == EAGAIN;
+    eventer_aco_free(io->e);
+    free(io);
+    test_increment(&p->done);
+    aco_exit();
+}
+
+ARK_TEST(aco_calls_from_a_job_thread_make_one_attempt)
+{
+    test_eventer_start(2);
+    int pair[2];
+    test_socketpair(pair);
+    static struct io_probe probe;
+    probe.fd = pair[0];
+    eventer_aco_start(job_thread_io, &probe);
+    test_wait_for_count(&probe.done, 1, "job io");
+    ARK_ASSERT_EQ(probe.result, 1);
+    char byte = 0;
+    ARK_ASSERT_EQ(read(pair[1], &byte, 1), 1);
+    ARK_ASSERT_EQ(byte, 'j');
+    close(pair[0]);
+    close(pair[1]);
+    test_eventer_stop();
+}
+
+/* A co triggers another co's aco event: that co is woken from inside a co (deferred). */
+static eventer_aco_t reader_event;
+static int reader_ready;
+
+static void reader_co(void)
+{
+    struct io_probe *p = eventer_aco_arg();
+    reader_event = test_aco_event(p->fd);
+    __atomic_store_n(&reader_ready, 1, __ATOMIC_RELEASE);
+    p->result = eventer_aco_read(reader_event, p->data, sizeof(p->data), NULL);
+    eventer_aco_free(reader_event);
+    test_increment(&p->done);
+    aco_exit();
+}
+
+static void trigger_co(void)
+{
+    struct io_probe *p = eventer_aco_arg();
+    /* Nothing to read yet: the reader wakes, finds EAGAIN, and waits again. */
+    eventer_trigger((eventer_t)reader_event, EVENTER_READ);
+    struct timeval pause = {0, 2000};
+    eventer_aco_sleep(&pause);
+    eventer_aco_sleep(&pause);
+    test_increment(&p->done);
+    aco_exit();
+}
+
+ARK_TEST(a_co_woken_from_inside_another_co_resumes_later)
+{
+    test_eventer_start(2);
+    int pair[2];
+    test_socketpair(pair);
+    static struct io_probe reader, trigger;
+    reader.fd = pair[0];
+    eventer_aco_start_on(eventer_choose_owner(1), reader_co, &reader, 0, 0);
+    test_wait_for_count(&reader_ready, 1, "reader");
+    eventer_aco_start_on(eventer_choose_owner(1), trigger_co, &trigger, 0, 0);
+    test_wait_for_count(&trigger.done, 1, "trigger");
+    ARK_ASSERT_EQ(test_load(&reader.done), 0); /* still waiting for data */
+    ARK_ASSERT_EQ(write(pair[1], "go", 2), 2);
+    test_wait_for_count(&reader.done, 1, "reader");
+    ARK_ASSERT_EQ(reader.result, 2);
+    close(pair[0]);
+    close(pair[1]);
+    test_eventer_stop();
+}
+
+/* ---- larger shared stacks ---- */
+
+#define LARGE_FRAME ((size_t)5 << 19) /* 2.5 MiB: more than the default shared stack */
+
+struct large_probe {
+    int intact;
+    int done;
+};
+
+static void use_large_frame(void)
+{
+    struct large_probe *p = eventer_aco_arg();
+    volatile char frame[LARGE_FRAME];
+    frame[0] = 'a';
+    frame[LARGE_FRAME - 1] = 'z';
+    struct timeval pause = {0, 1000};
+    eventer_aco_sleep(&pause); /* the other large co runs on the same stack meanwhile */
+    eventer_aco_sleep(&pause);
+    p->intact = frame[0] == 'a' && frame[LARGE_FRAME - 1] == 'z';
+    test_increment(&p->done);
+    aco_exit();
+}
+
+ARK_TEST(start_stack_beyond_the_default_gets_a_larger_shared_stack)
+{
+    test_eventer_start(2);
+    static struct large_probe large[2];
+    static struct sleeper small = {{0, 1000}, 0, 0, 0};
+    for (int i = 0; i < 2; i++)
+        eventer_aco_start_stack(use_large_frame, &large[i], (size_t)3 << 20);
+    eventer_aco_start(sleeper_co, &small);
+    for (int i = 0; i < 2; i++) {
+        test_wait_for_count(&large[i].done, 1, "large co");
+        ARK_ASSERT_EQ(large[i].intact, 1);
+    }
+    test_wait_for_count(&small.done, 1, "small co");
+    test_eventer_stop();
 }
