@@ -23,7 +23,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define READ_CHUNK      16384
+#define READ_CHUNK 16384
+/* Input buffers start small (1000s of idle keep-alive connections) and double as needed. */
+#define INPUT_MIN_ROOM  1024
+#define INPUT_INITIAL   2048
 #define HEADER_CAPACITY 128
 /* Unflushed response body beyond this is refused (a runaway handler). */
 #define MAX_PENDING_BODY (1u << 30)
@@ -837,7 +840,9 @@ static void response_reset(mtev_http_response *res)
 /* Reads more input into `in`. Returns bytes (> 0), 0 at EOF, -1 with errno (and mask). */
 static int read_into_input(mtev_http_session_ctx *ctx, int *mask)
 {
-    if (ark_http_buffer_reserve(&ctx->in, READ_CHUNK) < 0) {
+    size_t room = ctx->in.capacity - ctx->in.length;
+    size_t want = ctx->in.capacity < INPUT_INITIAL ? INPUT_INITIAL : ctx->in.capacity;
+    if (room < INPUT_MIN_ROOM && ark_http_buffer_reserve(&ctx->in, want) < 0) {
         errno = ENOMEM;
         return -1;
     }

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,6 +61,8 @@ static pid_t start_arkend(const char *config_path)
     pid_t pid = fork();
     ARK_ASSERT_GE(pid, 0);
     if (pid == 0) {
+        /* If the case dies (a failed assertion), arkend must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         execl(ARKEND_PATH, "arkend", "-D", "-c", config_path, (char *)NULL);
