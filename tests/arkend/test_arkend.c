@@ -5,6 +5,12 @@
  */
 #include "ark_net.h"
 #include "ark_test.h"
+#include "arkend.h"
+
+#include <eventer/eventer.h>
+#include <mtev_conf.h>
+#include <mtev_listener.h>
+#include <mtev_rest.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -203,4 +209,41 @@ ARK_TEST(arkend_bad_configuration_names_file_line_and_problem)
     read_stderr(text, sizeof(text));
     ARK_ASSERT_MSG(strstr(text, "/nonexistent/arkend.conf"), "%s", text);
     remove_directory();
+}
+
+/* In process, with arkend's stats endpoint: queues made at run time are listed too. */
+ARK_TEST(arkend_stats_lists_queues_created_at_run_time)
+{
+    mtev_conf_init("arkend");
+    ARK_ASSERT_EQ(mtev_conf_load_string(
+                      "stats.conf", "<arkend><eventer><config><jobq_configured>2</jobq_configured>"
+                                    "</config></eventer><listeners><listener "
+                                    "type=\"http_rest_api\" address=\"127.0.0.1\" "
+                                    "port=\"0\"/></listeners></arkend>"),
+                  0);
+    ARK_ASSERT_EQ(eventer_init(), 0);
+    mtev_http_rest_init();
+    arkend_stats_register();
+    ARK_ASSERT_EQ(mtev_listener_init("arkend"), 1);
+    eventer_jobq_t *runtime = eventer_jobq_create("made_at_runtime");
+    ARK_ASSERT(runtime);
+    eventer_jobq_set_concurrency(runtime, 3);
+    ARK_ASSERT(eventer_jobq_create("odd\"name"));
+    int fd = ark_net_connect("127.0.0.1", mtev_listener_get_port(0));
+    ARK_ASSERT_GE(fd, 0);
+    char response[16384];
+    int status = 0;
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /eventer/stats.json HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_EQ(status, 200);
+    const char *body = ark_net_http_body(response);
+    ARK_ASSERT_MSG(strstr(body, "\"made_at_runtime\": {\"concurrency\": 3,"), "%s", body);
+    ARK_ASSERT_MSG(strstr(body, "\"default_queue\": {"), "%s", body);
+    ARK_ASSERT_MSG(strstr(body, "\"configured\": {\"concurrency\": 2,"), "%s", body);
+    ARK_ASSERT_MSG(strstr(body, "\"odd\\\"name\": {"), "%s", body);
+    ARK_ASSERT_MSG(!strstr(body, "default_back_queue"), "%s", body);
+    close(fd);
+    eventer_shutdown();
+    eventer_cleanup();
+    mtev_conf_unload();
 }
