@@ -1220,6 +1220,31 @@ void eventer_aco_gate_wait(eventer_aco_gate_t gate)
     gate_free(gate);
 }
 
+void eventer_aco_gate_hold(eventer_aco_gate_t gate)
+{
+    struct aco_co *ctx = require_co("eventer_aco_gate_hold");
+    if (!gate || gate->owner != ctx)
+        mtevFatal(mtev_error, "eventer_aco_gate_hold: gate %p does not belong to this co-routine\n",
+                  (void *)gate);
+    gate->count++;
+}
+
+static void release_on_loop(void *argument)
+{
+    gate_job_done(argument);
+}
+
+void eventer_aco_gate_release(eventer_aco_gate_t gate)
+{
+    if (!gate)
+        mtevFatal(mtev_error, "eventer_aco_gate_release: NULL gate\n");
+    /* The count belongs to the gate's loop thread: another thread hands the release over. */
+    if (eventer_impl_current_loop() == gate->home->loop)
+        gate_job_done(gate);
+    else
+        eventer_impl_run_on_loop(gate->home->loop->index, release_on_loop, gate);
+}
+
 static int job_callback(eventer_t e, int mask, void *closure, struct timeval *now)
 {
     struct aco_job *job = closure;

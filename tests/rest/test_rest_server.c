@@ -192,6 +192,28 @@ static int aco_chunks_handler(mtev_http_rest_closure_t *restc, int npats, char *
     return 0;
 }
 
+/* An aco handler that returns at once; a job thread flushes a piece, then ends, later. */
+static int later_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    mtev_http_session_ctx *ctx = closure;
+    if (mask == EVENTER_ASYNCH_WORK) {
+        usleep(150000);
+        mtev_http_response_append_str(ctx, "first;");
+        mtev_http_response_flush(ctx, mtev_false);
+        usleep(150000);
+        mtev_http_response_append_str(ctx, "second");
+        mtev_http_response_end(ctx);
+    }
+    return 0;
+}
+static int aco_later_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
+{
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    mtev_http_response_ok(ctx, "text/plain");
+    eventer_add_asynch(NULL, eventer_alloc_asynch(later_job, ctx));
+    return 0;
+}
+
 static const char *listener_attributes = "";
 
 static void start_server(const char *listener_config, const char *extra)
@@ -222,6 +244,9 @@ static void start_server(const char *listener_config, const char *extra)
     ARK_ASSERT(rule);
     mtev_rest_mountpoint_set_aco(rule, mtev_true);
     rule = mtev_http_rest_new_rule("GET", "/aco/", "^chunks$", aco_chunks_handler);
+    ARK_ASSERT(rule);
+    mtev_rest_mountpoint_set_aco(rule, mtev_true);
+    rule = mtev_http_rest_new_rule("GET", "/aco/", "^later$", aco_later_handler);
     ARK_ASSERT(rule);
     mtev_rest_mountpoint_set_aco(rule, mtev_true);
     ARK_ASSERT_EQ(mtev_listener_init("app"), 1);
@@ -621,6 +646,36 @@ ARK_TEST(rest_aco_mountpoint_runs_the_seed_handler_in_a_co)
     ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
     ARK_ASSERT(strstr(ark_net_http_body(response), "pat0=p"));
     ARK_ASSERT(ark_net_peer_closed(fd));
+    close(fd);
+    stop_server();
+}
+
+/* Counts co resumes reported on debug/eventer/aco. */
+static int co_resumes;
+static void count_resumes(void *closure, mtev_log_stream_t stream, const char *line, size_t length)
+{
+    if (memmem(line, length, " resumed on ", strlen(" resumed on ")))
+        __atomic_add_fetch(&co_resumes, 1, __ATOMIC_RELAXED);
+}
+
+ARK_TEST(rest_aco_response_ended_by_a_job_wakes_the_co_without_polling)
+{
+    start_server(NULL, NULL);
+    mtev_log_stream_t aco_debug = mtev_log_stream_find("debug/eventer/aco");
+    mtev_log_stream_set_writer(aco_debug, count_resumes, NULL);
+    mtev_log_stream_enable(aco_debug, mtev_true);
+    int fd = connect_server();
+    char response[4096];
+    ARK_ASSERT_EQ(
+        request(fd, "GET /aco/later HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)), 200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "6\r\nfirst;\r\n6\r\nsecond\r\n0\r\n\r\n");
+    /* The co ran for the request, then once per flush and once for the end. Polling while
+     * the job slept 300 ms would have resumed it every few milliseconds. */
+    int resumes = __atomic_load_n(&co_resumes, __ATOMIC_RELAXED);
+    ARK_ASSERT_MSG(resumes <= 8, "the co was resumed %d times", resumes);
+    ARK_ASSERT_GE(resumes, 2);
+    mtev_log_stream_enable(aco_debug, mtev_false);
+    mtev_log_stream_set_writer(aco_debug, NULL, NULL);
     close(fd);
     stop_server();
 }
