@@ -99,7 +99,10 @@ ARK_EXTERN struct sockaddr *mtev_acceptor_closure_remote(mtev_acceptor_closure_t
 ARK_EXTERN const char *mtev_acceptor_closure_type(mtev_acceptor_closure_t *ac);
 /* The value of <config> key `key` for this connection's listener, or NULL. */
 ARK_EXTERN const char *mtev_acceptor_closure_config(mtev_acceptor_closure_t *ac, const char *key);
-/* The subject CN of the TLS client certificate, or NULL. */
+/*
+ * The subject CN of the TLS client certificate, or NULL. Listeners do not request client
+ * certificates yet, so this is NULL for now.
+ */
 ARK_EXTERN const char *mtev_acceptor_closure_remote_cn(mtev_acceptor_closure_t *ac);
 /* The per-connection context set by the callback, or NULL. */
 ARK_EXTERN void *mtev_acceptor_closure_ctx(mtev_acceptor_closure_t *ac);

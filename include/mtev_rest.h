@@ -23,7 +23,8 @@
  *     </acl></rest>
  *
  * Rule attributes: type (allow|deny, required), url (PCRE2 on the path), method, ip (an
- * address or CIDR, IPv4 or IPv6), cn (the TLS client certificate's CN). The first rule that
+ * address or CIDR, IPv4 or IPv6), cn (the TLS client certificate's CN; listeners do not
+ * request client certificates yet, so a rule with cn never matches). The first rule that
  * matches decides; when an ACL exists and no rule matches, the request is denied.
  *
  * Handlers run on the connection's loop thread (or, for aco mountpoints, in a co-routine on

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,7 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,11 +44,17 @@ static const char default_configuration[] =
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: arkend [-c FILE] [-D] [-d] [-h]\n"
+            "usage: arkend [-c FILE] [-D] [-d] [-p FILE] [-l FILE] [-h]\n"
             "  -c FILE  configuration file (default: the embedded configuration, serving\n"
             "           REST on 127.0.0.1:8888 and the seed's aco listener on 127.0.0.1:9999)\n"
-            "  -D       stay in the foreground\n"
+            "  -D       stay in the foreground (default: run as a daemon, detached from the\n"
+            "           terminal; the command returns once the listeners are open, with status\n"
+            "           0, or 2 when the daemon could not start, its errors on stderr)\n"
             "  -d       turn on the debug log streams\n"
+            "  -p FILE  write the server's PID to FILE (locked while it runs, removed when it\n"
+            "           stops; a second arkend on the same FILE refuses to start)\n"
+            "  -l FILE  append the log to FILE (default: stderr in the foreground, /dev/null\n"
+            "           once a daemon is up)\n"
             "  -h       this help\n");
 }
 
@@ -157,31 +166,133 @@ static void describe_listeners(void)
     }
 }
 
-static int daemonize(void)
+/* ---- daemon mode, pid file, log file ---- */
+
+static int pid_fd = -1;
+static char pid_path[PATH_MAX];
+
+/*
+ * Creates and locks the pid file; the lock (shared with the forks that follow) tells a second
+ * arkend that this one is running. Its PID is written by write_pid_file(), once final.
+ */
+static int open_pid_file(const char *path)
 {
+    pid_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (pid_fd < 0) {
+        mtevL(mtev_error, "arkend: cannot open the pid file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (flock(pid_fd, LOCK_EX | LOCK_NB) < 0) {
+        char text[32] = "";
+        ssize_t got = pread(pid_fd, text, sizeof(text) - 1, 0);
+        text[got > 0 ? got : 0] = '\0';
+        text[strcspn(text, "\n")] = '\0';
+        mtevL(mtev_error, "arkend: the pid file %s is held by a running arkend (pid %s)\n", path,
+              text[0] ? text : "unknown");
+        close(pid_fd);
+        pid_fd = -1;
+        return -1;
+    }
+    /* Absolute, to remove it at exit whatever the directory is then. */
+    if (!realpath(path, pid_path))
+        snprintf(pid_path, sizeof(pid_path), "%s", path);
+    return 0;
+}
+
+static int write_pid_file(void)
+{
+    if (pid_fd < 0)
+        return 0;
+    char text[32];
+    int length = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    if (ftruncate(pid_fd, 0) < 0 || pwrite(pid_fd, text, (size_t)length, 0) != length) {
+        mtevL(mtev_error, "arkend: cannot write the pid file %s: %s\n", pid_path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void remove_pid_file(void)
+{
+    if (pid_fd < 0)
+        return;
+    unlink(pid_path); /* still locked: nobody else took it over */
+    close(pid_fd);
+    pid_fd = -1;
+}
+
+/*
+ * Detaches: fork, setsid, fork again (the daemon is no session leader, so it never gets a
+ * controlling terminal). The command itself waits until the daemon reports that its
+ * listeners are open (one byte on a pipe) or exits without doing so, and exits 0 or 2. The
+ * daemon keeps stderr until then, so startup errors reach the terminal. Returns the pipe's
+ * write end in the daemon, or -1 (in the command, on a failed fork).
+ */
+static int detach(void)
+{
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        mtevL(mtev_error, "arkend: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
     pid_t child = fork();
     if (child < 0) {
         mtevL(mtev_error, "arkend: fork: %s\n", strerror(errno));
         return -1;
     }
-    if (child > 0)
-        _exit(0);
-    setsid();
+    if (child > 0) {
+        close(ready[1]);
+        int status;
+        while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+            ;
+        char byte = 0;
+        ssize_t got;
+        do
+            got = read(ready[0], &byte, 1);
+        while (got < 0 && errno == EINTR);
+        if (got == 1)
+            _exit(0);
+        fprintf(stderr, "arkend: the daemon stopped before its listeners were open\n");
+        _exit(2);
+    }
+    close(ready[0]);
+    if (setsid() < 0)
+        _exit(2);
+    pid_t daemon_pid = fork();
+    if (daemon_pid != 0)
+        _exit(daemon_pid < 0 ? 2 : 0); /* without a daemon, the pipe closes: the command says so */
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
         dup2(null, 0);
         dup2(null, 1);
-        if (null > 2)
+        if (null > 1)
             close(null);
     }
-    return 0;
+    return ready[1];
+}
+
+/* The daemon is up: leave the terminal's stderr and the directory, and tell the command. */
+static void daemon_ready(int ready_fd, int log_fd)
+{
+    if (chdir("/") < 0)
+        mtevL(mtev_error, "arkend: chdir /: %s\n", strerror(errno));
+    int target = log_fd >= 0 ? log_fd : open("/dev/null", O_WRONLY);
+    if (target >= 0) {
+        dup2(target, 2);
+        if (target != log_fd)
+            close(target);
+    }
+    ssize_t ignored = write(ready_fd, "1", 1);
+    (void)ignored;
+    close(ready_fd);
 }
 
 int main(int argc, char **argv)
 {
-    const char *config_file = NULL;
+    const char *config_file = NULL, *pid_file = NULL, *log_file = NULL;
     int foreground = 0, debug = 0, option;
-    while ((option = getopt(argc, argv, "c:Ddh")) != -1) {
+    while ((option = getopt(argc, argv, "c:Ddp:l:h")) != -1) {
         switch (option) {
         case 'c':
             config_file = optarg;
@@ -191,6 +302,12 @@ int main(int argc, char **argv)
             break;
         case 'd':
             debug = 1;
+            break;
+        case 'p':
+            pid_file = optarg;
+            break;
+        case 'l':
+            log_file = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -219,8 +336,32 @@ int main(int argc, char **argv)
     mtev_conf_log_init(APPNAME);
     if (debug)
         mtev_log_stream_enable(mtev_debug, mtev_true);
-    if (!foreground && daemonize() < 0)
-        return 1;
+    int log_fd = -1, ready_fd = -1;
+    if (log_file) {
+        log_fd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (log_fd < 0) {
+            mtevL(mtev_error, "arkend: cannot open the log file %s: %s\n", log_file,
+                  strerror(errno));
+            mtev_conf_unload();
+            return 2;
+        }
+    }
+    if (pid_file && open_pid_file(pid_file) < 0) {
+        mtev_conf_unload();
+        return 2;
+    }
+    /* Before any thread starts: fork keeps only the calling thread. */
+    if (!foreground) {
+        ready_fd = detach();
+        if (ready_fd < 0)
+            return 2;
+    } else if (log_fd >= 0) {
+        dup2(log_fd, 2);
+    }
+    if (write_pid_file() < 0) {
+        remove_pid_file();
+        return 2;
+    }
 
     /* Every thread inherits the blocked set; only the signal thread takes them. */
     sigemptyset(&stop_signals);
@@ -230,6 +371,7 @@ int main(int argc, char **argv)
 
     if (eventer_init() < 0) {
         mtevL(mtev_error, "arkend: the eventer could not start\n");
+        remove_pid_file();
         return 1;
     }
     mtev_http_rest_init();
@@ -247,6 +389,7 @@ int main(int argc, char **argv)
         eventer_shutdown();
         eventer_loop();
         mtev_conf_unload();
+        remove_pid_file();
         return 2;
     }
     if (opened == 0)
@@ -254,11 +397,17 @@ int main(int argc, char **argv)
     describe_listeners();
     if (pthread_create(&signal_thread, NULL, wait_for_signal, NULL) != 0) {
         mtevL(mtev_error, "arkend: cannot start the signal thread\n");
+        remove_pid_file();
         return 1;
     }
+    if (ready_fd >= 0)
+        daemon_ready(ready_fd, log_fd);
     eventer_loop();
     pthread_join(signal_thread, NULL);
     mtev_conf_unload();
+    remove_pid_file();
     mtevL(mtev_notice, "arkend: stopped\n");
+    if (log_fd >= 0)
+        close(log_fd);
     return 0;
 }

@@ -1,50 +1,53 @@
 /*
- * GET /eventer/stats.json: loop threads, events, job queues (the default one and those the
- * configuration names), and co-routines (live, and the bytes of their save stacks).
+ * GET /eventer/stats.json: loop threads, events, every job queue (configured or created at run
+ * time), and co-routines (live, and the bytes of their save stacks).
  */
 #include "arkend.h"
 
 #include <eventer/eventer.h>
-#include <mtev_conf.h>
 #include <mtev_http.h>
 #include <mtev_rest.h>
 
 #include <stdio.h>
-#include <string.h>
 
 static void count_fd_event(eventer_t e, void *closure)
 {
     (*(int *)closure)++;
 }
 
-struct queue_list {
-    char names[64][64];
-    int count;
+struct queue_output {
+    mtev_http_session_ctx *ctx;
+    int first;
 };
 
-static void add_queue_name(struct queue_list *list, const char *name)
+/* Queue names come from configuration and code: quote them as JSON strings. */
+static void append_json_string(mtev_http_session_ctx *ctx, const char *text)
 {
-    for (int i = 0; i < list->count; i++)
-        if (!strcmp(list->names[i], name))
-            return;
-    if (list->count < 64 && strlen(name) < sizeof(list->names[0]))
-        strcpy(list->names[list->count++], name);
+    mtev_http_response_append(ctx, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            mtev_http_response_appendf(ctx, "\\%c", *p);
+        else if (*p < 0x20)
+            mtev_http_response_appendf(ctx, "\\u%04x", *p);
+        else
+            mtev_http_response_append(ctx, p, 1);
+    }
+    mtev_http_response_append(ctx, "\"", 1);
 }
 
-static void configured_queue(const char *key, const char *value, void *closure)
+static void append_queue(eventer_jobq_t *queue, void *closure)
 {
-    if (!strncmp(key, "jobq_", 5))
-        add_queue_name(closure, key + 5);
-}
-
-static void append_queue(mtev_http_session_ctx *ctx, eventer_jobq_t *queue, int first)
-{
+    struct queue_output *output = closure;
+    mtev_http_session_ctx *ctx = output->ctx;
+    int first = output->first;
+    output->first = 0;
     uint32_t min = 0, max = 0;
     eventer_jobq_get_min_max(queue, &min, &max);
+    mtev_http_response_append_str(ctx, first ? "\n    " : ",\n    ");
+    append_json_string(ctx, eventer_jobq_get_queue_name(queue));
     mtev_http_response_appendf(ctx,
-                               "%s\n    \"%s\": {\"concurrency\": %u, \"min\": %u, \"max\": %u, "
+                               ": {\"concurrency\": %u, \"min\": %u, \"max\": %u, "
                                "\"backlog\": %u, \"inflight\": %u, \"max_backlog\": %u}",
-                               first ? "" : ",", eventer_jobq_get_queue_name(queue),
                                eventer_jobq_get_concurrency(queue), min, max,
                                eventer_jobq_get_backlog(queue), eventer_jobq_get_inflight(queue),
                                eventer_jobq_get_max_backlog(queue));
@@ -68,21 +71,8 @@ static int stats_handler(mtev_http_rest_closure_t *restc, int npats, char **pats
                                (long long)eventer_allocations_current(),
                                (long long)eventer_allocations_total(), fd_events,
                                (long long)mtev_http_inflight_requests());
-    struct queue_list list = {.count = 0};
-    int first = 1;
-    eventer_jobq_t *default_queue = eventer_default_jobq();
-    if (default_queue) {
-        append_queue(ctx, default_queue, first);
-        first = 0;
-    }
-    mtev_conf_foreach_pair(MTEV_CONF_ROOT, "eventer/config", configured_queue, &list);
-    for (int i = 0; i < list.count; i++) {
-        eventer_jobq_t *queue = eventer_jobq_retrieve(list.names[i]);
-        if (queue && queue != default_queue) {
-            append_queue(ctx, queue, first);
-            first = 0;
-        }
-    }
+    struct queue_output output = {.ctx = ctx, .first = 1};
+    eventer_jobq_process_each(append_queue, &output);
     eventer_aco_stats_t aco;
     eventer_aco_get_stats(&aco);
     mtev_http_response_appendf(ctx,

@@ -125,7 +125,8 @@ ARK_EXTERN eventer_aco_t eventer_set_eventer_aco(eventer_t e);
  * With `co` a co started by eventer_aco_start*() on the calling loop thread: converts `e`
  * for that co (the same rules). With `co` NULL: reverts an aco event to the classic event it
  * was (callback, opset, opset context restored; unregistered), returns NULL; the reference
- * the co held passes back to the caller.
+ * the co held passes back to the caller, who may eventer_add() it again as a classic event
+ * (also right after an eventer_aco_* call on it returned). Owner loop thread only.
  */
 ARK_EXTERN eventer_aco_t eventer_set_eventer_aco_co(eventer_t e, aco_t *co);
 
@@ -286,6 +287,18 @@ ARK_EXTERN mtev_boolean eventer_aco_try_run_asynch_queue_subqueue_gated(eventer_
 ARK_EXTERN eventer_aco_gate_t eventer_aco_gate(void);
 /* Waits for all of the gate's jobs (none: returns at once) and frees it. Its co only. */
 ARK_EXTERN void eventer_aco_gate_wait(eventer_aco_gate_t gate);
+/*
+ * Holds: a way for any thread to wake a co that waits for something other than a job. Each
+ * eventer_aco_gate_hold() counts on the gate as one more outstanding job would, and
+ * eventer_aco_gate_release() completes it: eventer_aco_gate_wait() returns once every job
+ * and every hold is done, with no polling. Hold: the gate's co only, before it waits.
+ * Release: exactly once per hold, from any thread; on the gate's loop thread the count drops
+ * at once, from elsewhere the release is queued to that loop (the gate must not have been
+ * waited on and freed yet, which cannot happen while the hold is outstanding). A release
+ * that reaches a loop already stopping is dropped with the gate.
+ */
+ARK_EXTERN void eventer_aco_gate_hold(eventer_aco_gate_t gate);
+ARK_EXTERN void eventer_aco_gate_release(eventer_aco_gate_t gate);
 
 /* ---- introspection (any thread) ---- */
 

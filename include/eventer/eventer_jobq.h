@@ -85,6 +85,18 @@ ARK_EXTERN eventer_jobq_memory_safety_t eventer_jobq_get_memory_safety(eventer_j
 ARK_EXTERN eventer_t eventer_jobq_inflight(void);
 
 /*
+ * Calls `visit(queue, closure)` for every job queue created by name (the default queue, the
+ * configured jobq_* queues and any made with eventer_jobq_create*(), not the per-loop
+ * completion queues), oldest first, and returns how many it visited. The set is the one at
+ * the time of the call: queues created meanwhile may be missed, none is visited twice. The
+ * registry is not locked while `visit` runs, so it may call any eventer_jobq_* function
+ * (the getters give name, concurrency, backlog, in-flight...). Thread: any, between
+ * eventer_init() and eventer_cleanup(); returns 0 before, or when memory is exhausted.
+ */
+ARK_EXTERN int eventer_jobq_process_each(void (*visit)(eventer_jobq_t *queue, void *closure),
+                                         void *closure);
+
+/*
  * Queues asynchronous event `e` (mask must include EVENTER_ASYNCH; fatal otherwise) on
  * `queue` (NULL = default queue). The eventer owns the reference. If e's owner is not a loop
  * thread, COMPLETE runs on loop thread 0. Called from inside a job, the new job inherits the

@@ -151,6 +151,8 @@ static struct pending_start *pending_starts;
 
 static mtev_log_stream_t aco_debug; /* atomic */
 static mtev_log_stream_t aco_error; /* atomic */
+#define DEBUG_STREAM __atomic_load_n(&aco_debug, __ATOMIC_RELAXED)
+#define ERROR_STREAM __atomic_load_n(&aco_error, __ATOMIC_RELAXED)
 
 static uint64_t stat_live, stat_started, stat_save_bytes, stat_resumes; /* atomic */
 
@@ -254,7 +256,7 @@ static struct aco_stack *pick_stack(struct aco_thread *ts, size_t wanted)
             largest = s;
     }
     if (ts->stack_count == STACKS_PER_THREAD) {
-        mtevL(aco_error,
+        mtevL(ERROR_STREAM,
               "eventer_aco_start_stack: %d shared stacks in use; a co asking for %zu "
               "bytes gets %zu\n",
               STACKS_PER_THREAD, wanted, largest->size);
@@ -379,7 +381,7 @@ static void co_destroy(struct aco_co *ctx, int ended_normally)
 static void __attribute__((noinline)) log_resume(struct aco_co *ctx)
 {
     aco_t *co = ctx->co;
-    mtevL(aco_debug,
+    mtevL(DEBUG_STREAM,
           "co %p (%s) resumed on %s: %u bytes of stack to restore, save stack %u bytes\n",
           (void *)co, function_name(ctx->function), ctx->home->loop->name,
           co->share_stack && ((struct aco_share_stack *)co->share_stack)->owner == co
@@ -395,7 +397,7 @@ static void resume(struct aco_co *ctx)
         return;
     }
     struct aco_thread *ts = ctx->home;
-    if (mtev_unlikely(mtev_log_stream_is_enabled(__atomic_load_n(&aco_debug, __ATOMIC_RELAXED))))
+    if (mtev_unlikely(mtev_log_stream_is_enabled(DEBUG_STREAM)))
         log_resume(ctx);
     int outer_errno = errno;
     errno = ctx->saved_errno;
@@ -660,7 +662,7 @@ static void release_bound_events(struct aco_co *ctx, int ended_normally)
         struct aco_event *st = ctx->bound;
         eventer_t e = st->event;
         if (ended_normally)
-            mtevL(aco_debug, "co %p ended holding aco event %p (fd %d); releasing it\n",
+            mtevL(DEBUG_STREAM, "co %p ended holding aco event %p (fd %d); releasing it\n",
                   (void *)ctx->co, (void *)e, e->fd);
         unbind_event(st);
         unregister_event(e, st);
@@ -687,6 +689,12 @@ static int aco_fd_callback(eventer_t e, int mask, void *closure, struct timeval 
     st->dispatching = 0;
     if (st->reverted) {
         free(st);
+        /* Re-added as a classic event by the co: that add holds the registration now, so
+         * keep it and drop the reference this callback's registration had. */
+        if (e->fd >= 0 && eventer_find_fd(e->fd) == e) {
+            eventer_deref(e);
+            return e->mask;
+        }
         return 0;
     }
     if (st->dropped) {
@@ -726,11 +734,19 @@ static eventer_aco_t convert_event(const char *call, eventer_t e, struct aco_co 
                   e->mask);
     if (e->fd < 0)
         mtevFatal(mtev_error, "%s: event %p has no descriptor (fd %d)\n", call, (void *)e, e->fd);
-    if (eventer_find_fd(e->fd) == e)
+    eventer_t registered = eventer_find_fd(e->fd);
+    if (registered == e)
         mtevFatal(mtev_error,
                   "%s: event %p (fd %d) is still registered with the eventer; call "
                   "eventer_remove_fde() first, or convert an eventer_alloc_copy() of it\n",
                   call, (void *)e, e->fd);
+    /* The seed's pattern with the eventer_remove_fde() forgotten: the copy's first wait would
+     * replace the original's registration and free it under its own callback. */
+    if (registered && !(registered->flags & EVENT_FLAG_ACO))
+        mtevFatal(mtev_error,
+                  "%s: fd %d is still registered with the eventer by classic event %p; call "
+                  "eventer_remove_fde() on it before converting a copy\n",
+                  call, e->fd, (void *)registered);
     struct aco_event *st = calloc(1, sizeof(*st));
     if (!st)
         mtevFatal(mtev_error, "%s: out of memory\n", call);
@@ -1153,7 +1169,7 @@ static void orphan_gates(struct aco_co *ctx)
         struct _event_aco_gate *next = gate->next;
         if (gate->owner == ctx && !gate->orphan) {
             ctx->gate_count--;
-            mtevL(aco_error,
+            mtevL(ERROR_STREAM,
                   "eventer_aco: co %p ended without eventer_aco_gate_wait() on gate %p (%u "
                   "job(s) outstanding)\n",
                   (void *)ctx->co, (void *)gate, gate->count - 1);
@@ -1202,6 +1218,31 @@ void eventer_aco_gate_wait(eventer_aco_gate_t gate)
     }
     ctx->gate_count--;
     gate_free(gate);
+}
+
+void eventer_aco_gate_hold(eventer_aco_gate_t gate)
+{
+    struct aco_co *ctx = require_co("eventer_aco_gate_hold");
+    if (!gate || gate->owner != ctx)
+        mtevFatal(mtev_error, "eventer_aco_gate_hold: gate %p does not belong to this co-routine\n",
+                  (void *)gate);
+    gate->count++;
+}
+
+static void release_on_loop(void *argument)
+{
+    gate_job_done(argument);
+}
+
+void eventer_aco_gate_release(eventer_aco_gate_t gate)
+{
+    if (!gate)
+        mtevFatal(mtev_error, "eventer_aco_gate_release: NULL gate\n");
+    /* The count belongs to the gate's loop thread: another thread hands the release over. */
+    if (eventer_impl_current_loop() == gate->home->loop)
+        gate_job_done(gate);
+    else
+        eventer_impl_run_on_loop(gate->home->loop->index, release_on_loop, gate);
 }
 
 static int job_callback(eventer_t e, int mask, void *closure, struct timeval *now)

@@ -167,6 +167,31 @@ eventer_jobq_t *eventer_jobq_retrieve(const char *name)
     return queue;
 }
 
+int eventer_jobq_process_each(void (*visit)(eventer_jobq_t *queue, void *closure), void *closure)
+{
+    if (!visit)
+        return 0;
+    /* A snapshot, so that `visit` runs without the registry lock (it may create queues). */
+    pthread_mutex_lock(&registry_lock);
+    size_t count = 0;
+    for (struct _eventer_jobq *q = all_queues; q; q = q->next_queue)
+        count++;
+    struct _eventer_jobq **queues = count ? malloc(count * sizeof(*queues)) : NULL;
+    if (queues) {
+        /* The registry is newest first; visit oldest first. */
+        size_t i = count;
+        for (struct _eventer_jobq *q = all_queues; q; q = q->next_queue)
+            queues[--i] = q;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    if (!queues)
+        return 0;
+    for (size_t i = 0; i < count; i++)
+        visit(queues[i], closure);
+    free(queues);
+    return (int)count;
+}
+
 eventer_jobq_t *eventer_default_jobq(void)
 {
     return default_queue;

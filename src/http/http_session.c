@@ -23,7 +23,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define READ_CHUNK      16384
+#define READ_CHUNK 16384
+/* Input buffers start small (1000s of idle keep-alive connections) and double as needed. */
+#define INPUT_MIN_ROOM  1024
+#define INPUT_INITIAL   2048
 #define HEADER_CAPACITY 128
 /* Unflushed response body beyond this is refused (a runaway handler). */
 #define MAX_PENDING_BODY (1u << 30)
@@ -111,6 +114,7 @@ struct mtev_http_session_ctx {
     int in_dispatch; /* the owner thread is inside the dispatcher (handler) */
     int moved;       /* the dispatcher moved the session into a co-routine (classic side) */
     int timed_out;   /* co-routine session: a deadline shut the socket down (interrupt_co) */
+    eventer_aco_gate_t progress_gate; /* co session waiting for a flush or end (under lock) */
 
     struct ark_http_limits limits;
     struct ark_http_header headers[HEADER_CAPACITY];
@@ -204,6 +208,24 @@ static void set_deadline(mtev_http_session_ctx *ctx, enum deadline_kind kind, lo
 
 static void session_close(mtev_http_session_ctx *ctx, int in_callback);
 static int session_drive(mtev_http_session_ctx *ctx);
+
+/*
+ * Co session: waits until the response is flushed or ended (by any thread). The gate's hold
+ * is released by whoever flushes or ends, so the co sleeps until then with no polling.
+ */
+static void wait_for_progress(mtev_http_session_ctx *ctx)
+{
+    eventer_aco_gate_t gate = eventer_aco_gate();
+    eventer_aco_gate_hold(gate);
+    pthread_mutex_lock(&ctx->lock);
+    int progressed = ctx->res.flush_requested || ctx->res.end_requested;
+    if (!progressed)
+        ctx->progress_gate = gate;
+    pthread_mutex_unlock(&ctx->lock);
+    if (progressed)
+        eventer_aco_gate_release(gate);
+    eventer_aco_gate_wait(gate);
+}
 
 /*
  * A deadline passed in a co-routine session: the co may be waiting in a read or write. Shut
@@ -662,8 +684,11 @@ static __attribute__((noinline)) int prepare_output(mtev_http_session_ctx *ctx)
 /* ---- the response API ---- */
 
 /* Resumes a floated session after a flush or end (any thread). */
-static void resume_after_unlock(mtev_http_session_ctx *ctx, int resume)
+static void resume_after_unlock(mtev_http_session_ctx *ctx, int resume,
+                                eventer_aco_gate_t progress_gate)
 {
+    if (progress_gate)
+        eventer_aco_gate_release(progress_gate);
     if (!resume)
         return;
     eventer_t e = ctx->connection.e;
@@ -760,6 +785,7 @@ mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *ctx, mtev_boolean f
     pthread_mutex_lock(&ctx->lock);
     mtev_boolean ok = !ctx->res.end_requested;
     int resume = 0, write_now = 0;
+    eventer_aco_gate_t progress_gate = NULL;
     if (ok) {
         ctx->res.flush_requested = 1;
         if (final)
@@ -768,6 +794,8 @@ mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *ctx, mtev_boolean f
             ctx->floated = 0;
             resume = 1;
         }
+        progress_gate = ctx->progress_gate;
+        ctx->progress_gate = NULL;
         /* A handler streaming from its own callback: send this piece now. The end is left
          * to the driver, which writes it after the handler returns. */
         write_now = !final && pthread_equal(ctx->owner, pthread_self()) && ctx->in_dispatch;
@@ -785,7 +813,7 @@ mtev_boolean mtev_http_response_flush(mtev_http_session_ctx *ctx, mtev_boolean f
             ctx->close_after = 1;
         }
     }
-    resume_after_unlock(ctx, resume);
+    resume_after_unlock(ctx, resume, progress_gate);
     return ok;
 }
 
@@ -837,7 +865,9 @@ static void response_reset(mtev_http_response *res)
 /* Reads more input into `in`. Returns bytes (> 0), 0 at EOF, -1 with errno (and mask). */
 static int read_into_input(mtev_http_session_ctx *ctx, int *mask)
 {
-    if (ark_http_buffer_reserve(&ctx->in, READ_CHUNK) < 0) {
+    size_t room = ctx->in.capacity - ctx->in.length;
+    size_t want = ctx->in.capacity < INPUT_INITIAL ? INPUT_INITIAL : ctx->in.capacity;
+    if (room < INPUT_MIN_ROOM && ark_http_buffer_reserve(&ctx->in, want) < 0) {
         errno = ENOMEM;
         return -1;
     }
@@ -1161,6 +1191,12 @@ static int session_drive(mtev_http_session_ctx *ctx)
                 set_deadline(ctx, DEADLINE_WRITE, ctx->write_ms);
                 return mask;
             }
+            if (!ended && ctx->aco) {
+                /* Ended or flushed from another thread, later: that wakes the co. */
+                set_deadline(ctx, DEADLINE_NONE, 0);
+                wait_for_progress(ctx);
+                continue;
+            }
             if (!ended) {
                 pthread_mutex_lock(&ctx->lock);
                 int more = ctx->res.flush_requested || ctx->res.end_requested;
@@ -1170,15 +1206,6 @@ static int session_drive(mtev_http_session_ctx *ctx)
                 if (more)
                     continue;
                 set_deadline(ctx, DEADLINE_NONE, 0);
-                if (ctx->aco) {
-                    /* Ended from another thread, later: look again shortly. */
-                    pthread_mutex_lock(&ctx->lock);
-                    ctx->floated = 0;
-                    pthread_mutex_unlock(&ctx->lock);
-                    struct timeval pause = {0, 2000};
-                    eventer_aco_sleep(&pause);
-                    continue;
-                }
                 return 0; /* floated: the session holds the event until a flush or end */
             }
             ctx->res.complete = 1;
@@ -1302,8 +1329,7 @@ static void session_close(mtev_http_session_ctx *ctx, int in_callback)
             pthread_mutex_unlock(&ctx->lock);
             if (ended)
                 break;
-            struct timeval pause = {0, 2000};
-            eventer_aco_sleep(&pause);
+            wait_for_progress(ctx);
         }
     }
     ctx->state = STATE_CLOSED;

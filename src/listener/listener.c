@@ -348,16 +348,38 @@ static int aco_dispatch_callback(eventer_t e, int mask, void *closure, struct ti
 
 /* ---- accepting ---- */
 
-static void take_pending_connection_out_of_descriptors(int listen_fd)
+/*
+ * accept() failed with EMFILE/ENFILE. The reserved descriptor makes room to take the pending
+ * connection off the backlog (so the loop does not spin on it). Descriptors may have been
+ * freed since the failure: if the reserve can be reopened with the connection still open,
+ * there is room after all and the connection is returned to be served. Otherwise it is
+ * closed (the client sees EOF), logged, and -1 returned.
+ */
+static int take_pending_connection_out_of_descriptors(int listen_fd, const char *type, int error,
+                                                      struct sockaddr_storage *remote,
+                                                      socklen_t *remote_length)
 {
     if (reserve_fd < 0)
-        return;
+        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (reserve_fd < 0)
+        return -1;
     close(reserve_fd);
     reserve_fd = -1;
-    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
-    if (fd >= 0)
-        close(fd);
+    int fd = accept4(listen_fd, (struct sockaddr *)remote, remote_length, SOCK_CLOEXEC);
+    int accept_error = errno;
     reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        errno = accept_error;
+        return -1;
+    }
+    if (reserve_fd >= 0)
+        return fd;
+    mtevL(listener_error,
+          "listener %s: out of file descriptors (%s); closed a pending connection\n", type,
+          strerror(error));
+    close(fd);
+    reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return -1;
 }
 
 static int accept_callback(eventer_t e, int mask, void *closure, struct timeval *now)
@@ -376,14 +398,17 @@ static int accept_callback(eventer_t e, int mask, void *closure, struct timeval 
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
                 continue;
             if (errno == EMFILE || errno == ENFILE) {
-                mtevL(listener_error,
-                      "listener %s: out of file descriptors (%s); closing a pending connection\n",
-                      config->type, strerror(errno));
-                take_pending_connection_out_of_descriptors(eventer_get_fd(e));
-                continue;
+                remote_length = sizeof(remote);
+                fd = take_pending_connection_out_of_descriptors(eventer_get_fd(e), config->type,
+                                                                errno, &remote, &remote_length);
+                if (fd < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                    return EVENTER_READ | EVENTER_EXCEPTION;
+                if (fd < 0)
+                    continue;
+            } else {
+                mtevL(listener_error, "listener %s: accept: %s\n", config->type, strerror(errno));
+                return EVENTER_READ | EVENTER_EXCEPTION;
             }
-            mtevL(listener_error, "listener %s: accept: %s\n", config->type, strerror(errno));
-            return EVENTER_READ | EVENTER_EXCEPTION;
         }
         if (eventer_set_fd_nonblocking(fd) < 0) {
             close(fd);

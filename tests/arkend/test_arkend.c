@@ -5,6 +5,12 @@
  */
 #include "ark_net.h"
 #include "ark_test.h"
+#include "arkend.h"
+
+#include <eventer/eventer.h>
+#include <mtev_conf.h>
+#include <mtev_listener.h>
+#include <mtev_rest.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +18,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,6 +67,8 @@ static pid_t start_arkend(const char *config_path)
     pid_t pid = fork();
     ARK_ASSERT_GE(pid, 0);
     if (pid == 0) {
+        /* If the case dies (a failed assertion), arkend must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2(fd, 2);
         execl(ARKEND_PATH, "arkend", "-D", "-c", config_path, (char *)NULL);
@@ -200,4 +209,138 @@ ARK_TEST(arkend_bad_configuration_names_file_line_and_problem)
     read_stderr(text, sizeof(text));
     ARK_ASSERT_MSG(strstr(text, "/nonexistent/arkend.conf"), "%s", text);
     remove_directory();
+}
+
+/* The daemon, once known: killed if the case fails (it left the case's process group). */
+static volatile pid_t daemon_pid;
+static void kill_daemon_on_abort(int signal_number)
+{
+    if (daemon_pid > 0)
+        kill(daemon_pid, SIGKILL);
+    signal(signal_number, SIG_DFL);
+    raise(signal_number);
+}
+
+static int read_pid_file(const char *path)
+{
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return -1;
+    int pid = -1;
+    if (fscanf(file, "%d", &pid) != 1)
+        pid = -1;
+    fclose(file);
+    return pid;
+}
+
+ARK_TEST(arkend_daemonizes_writes_its_pid_file_and_stops_by_that_pid)
+{
+    make_directory();
+    /* The daemon is reparented to this process, which can then wait for its exit status. */
+    ARK_ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+    signal(SIGABRT, kill_daemon_on_abort);
+    int port = free_port();
+    char config[512], config_path[128], pid_path[160], log_path[160], stderr_path[160];
+    snprintf(config, sizeof(config),
+             "<arkend><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" "
+             "port=\"%d\"/></listeners></arkend>\n",
+             port);
+    write_file("daemon.conf", config, config_path, sizeof(config_path));
+    snprintf(pid_path, sizeof(pid_path), "%s/arkend.pid", directory);
+    snprintf(log_path, sizeof(log_path), "%s/arkend.log", directory);
+    snprintf(stderr_path, sizeof(stderr_path), "%s/stderr.txt", directory);
+    pid_t command = fork();
+    ARK_ASSERT_GE(command, 0);
+    if (command == 0) {
+        int fd = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 2);
+        execl(ARKEND_PATH, "arkend", "-c", config_path, "-p", pid_path, "-l", log_path,
+              (char *)NULL);
+        _exit(127);
+    }
+    /* The command returns once the daemon's listeners are open. */
+    ARK_ASSERT_EQ(wait_exit_status(command), 0);
+    int pid = read_pid_file(pid_path);
+    daemon_pid = pid;
+    ARK_ASSERT_GT(pid, 0);
+    ARK_ASSERT_NE(pid, command);
+    ARK_ASSERT_EQ(kill(pid, 0), 0);
+    /* Detached: its own session (not its leader, so no controlling terminal can come back). */
+    ARK_ASSERT_NE(getsid(pid), getsid(0));
+    ARK_ASSERT_NE(getsid(pid), pid);
+    /* Up already: no retries needed. */
+    int fd = ark_net_connect("127.0.0.1", port);
+    ARK_ASSERT_GE(fd, 0);
+    char response[4096], text[8192];
+    int status = 0;
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_EQ(status, 200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "pong\n");
+    close(fd);
+    /* A second daemon on the same pid file refuses, saying who holds it. */
+    pid_t second = fork();
+    ARK_ASSERT_GE(second, 0);
+    if (second == 0) {
+        int err = open(stderr_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(err, 2);
+        execl(ARKEND_PATH, "arkend", "-c", config_path, "-p", pid_path, (char *)NULL);
+        _exit(127);
+    }
+    ARK_ASSERT_EQ(wait_exit_status(second), 2);
+    read_stderr(text, sizeof(text));
+    char held[64];
+    snprintf(held, sizeof(held), "held by a running arkend (pid %d)", pid);
+    ARK_ASSERT_MSG(strstr(text, held), "%s", text);
+    ARK_ASSERT_EQ(read_pid_file(pid_path), pid);
+
+    ARK_ASSERT_EQ(kill(pid, SIGTERM), 0);
+    ARK_ASSERT_EQ(wait_exit_status(pid), 0);
+    daemon_pid = 0;
+    ARK_ASSERT_EQ(access(pid_path, F_OK), -1);
+    /* After startup its log went to the log file, not the terminal's stderr. */
+    FILE *log = fopen(log_path, "r");
+    ARK_ASSERT(log);
+    size_t got = fread(text, 1, sizeof(text) - 1, log);
+    text[got] = '\0';
+    fclose(log);
+    ARK_ASSERT_MSG(strstr(text, "arkend: stopped"), "%s", text);
+    remove_directory();
+}
+
+/* In process, with arkend's stats endpoint: queues made at run time are listed too. */
+ARK_TEST(arkend_stats_lists_queues_created_at_run_time)
+{
+    mtev_conf_init("arkend");
+    ARK_ASSERT_EQ(mtev_conf_load_string(
+                      "stats.conf", "<arkend><eventer><config><jobq_configured>2</jobq_configured>"
+                                    "</config></eventer><listeners><listener "
+                                    "type=\"http_rest_api\" address=\"127.0.0.1\" "
+                                    "port=\"0\"/></listeners></arkend>"),
+                  0);
+    ARK_ASSERT_EQ(eventer_init(), 0);
+    mtev_http_rest_init();
+    arkend_stats_register();
+    ARK_ASSERT_EQ(mtev_listener_init("arkend"), 1);
+    eventer_jobq_t *runtime = eventer_jobq_create("made_at_runtime");
+    ARK_ASSERT(runtime);
+    eventer_jobq_set_concurrency(runtime, 3);
+    ARK_ASSERT(eventer_jobq_create("odd\"name"));
+    int fd = ark_net_connect("127.0.0.1", mtev_listener_get_port(0));
+    ARK_ASSERT_GE(fd, 0);
+    char response[16384];
+    int status = 0;
+    ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /eventer/stats.json HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+    ARK_ASSERT_EQ(status, 200);
+    const char *body = ark_net_http_body(response);
+    ARK_ASSERT_MSG(strstr(body, "\"made_at_runtime\": {\"concurrency\": 3,"), "%s", body);
+    ARK_ASSERT_MSG(strstr(body, "\"default_queue\": {"), "%s", body);
+    ARK_ASSERT_MSG(strstr(body, "\"configured\": {\"concurrency\": 2,"), "%s", body);
+    ARK_ASSERT_MSG(strstr(body, "\"odd\\\"name\": {"), "%s", body);
+    ARK_ASSERT_MSG(!strstr(body, "default_back_queue"), "%s", body);
+    close(fd);
+    eventer_shutdown();
+    eventer_cleanup();
+    mtev_conf_unload();
 }

@@ -4,6 +4,8 @@
  */
 #include "eventer_test_util.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 /* WORK (0x10) and CLEANUP (0x20) share bits with COMPLETE (0x30): compare all of them. */
@@ -206,6 +208,39 @@ ARK_TEST(backlog_limit_refuses_try_adds)
     test_eventer_stop();
 }
 
+/* A queue never runs more WORK phases at once than its concurrency. */
+static int working_now, working_most, parallel_done;
+
+static int parallel_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask == EVENTER_ASYNCH_WORK) {
+        int running = test_increment(&working_now);
+        int most = test_load(&working_most);
+        while (running > most && !__atomic_compare_exchange_n(&working_most, &most, running, 0,
+                                                              __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            ;
+        test_sleep_ms(20);
+        __atomic_sub_fetch(&working_now, 1, __ATOMIC_ACQ_REL);
+    } else if (IS_COMPLETE(mask)) {
+        test_increment(&parallel_done);
+    }
+    return 0;
+}
+
+ARK_TEST(concurrency_bounds_parallel_work)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("three_wide");
+    eventer_jobq_set_concurrency(queue, 3);
+    for (int i = 0; i < 15; i++)
+        eventer_add_asynch(queue, eventer_alloc_asynch(parallel_job, NULL));
+    test_wait_for_count(&parallel_done, 15, "completions");
+    ARK_ASSERT_LE(test_load(&working_most), 3);
+    /* Threads start on demand: with 15 jobs of 20 ms waiting, more than one runs. */
+    ARK_ASSERT_GE(test_load(&working_most), 2);
+    test_eventer_stop();
+}
+
 static void run_ordering(int lifo)
 {
     test_eventer_start(2);
@@ -326,5 +361,56 @@ ARK_TEST(shutdown_with_queued_jobs_frees_them)
         eventer_add_asynch(queue, eventer_alloc_asynch(ordered_job, NULL));
     __atomic_store_n(&gate_open, 1, __ATOMIC_RELEASE);
     /* Stops while jobs are queued or running: everything is freed, nothing hangs. */
+    test_eventer_stop();
+}
+
+/* eventer_jobq_process_each() visits every named queue once, oldest first, back queues not. */
+struct queue_visit {
+    char names[16][64];
+    int count;
+    int late_created;
+};
+
+static void record_queue(eventer_jobq_t *queue, void *closure)
+{
+    struct queue_visit *visit = closure;
+    if (visit->count < 16)
+        snprintf(visit->names[visit->count++], sizeof(visit->names[0]), "%s",
+                 eventer_jobq_get_queue_name(queue));
+    /* The registry is not locked here: creating a queue from the visitor is allowed. */
+    if (!visit->late_created) {
+        visit->late_created = 1;
+        ARK_ASSERT(eventer_jobq_create("made_while_visiting"));
+    }
+}
+
+static int visit_index(const struct queue_visit *visit, const char *name)
+{
+    for (int i = 0; i < visit->count; i++)
+        if (!strcmp(visit->names[i], name))
+            return i;
+    return -1;
+}
+
+ARK_TEST(process_each_visits_every_queue_including_runtime_ones)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *first = eventer_jobq_create("runtime_first");
+    eventer_jobq_set_concurrency(first, 3);
+    ARK_ASSERT(eventer_jobq_create("runtime_second"));
+    struct queue_visit visit = {.count = 0};
+    int visited = eventer_jobq_process_each(record_queue, &visit);
+    ARK_ASSERT_EQ(visited, visit.count);
+    ARK_ASSERT_GE(visit_index(&visit, "default_queue"), 0);
+    ARK_ASSERT_GT(visit_index(&visit, "runtime_first"), visit_index(&visit, "default_queue"));
+    ARK_ASSERT_GT(visit_index(&visit, "runtime_second"), visit_index(&visit, "runtime_first"));
+    ARK_ASSERT_EQ(visit_index(&visit, "made_while_visiting"), -1);
+    for (int i = 0; i < visit.count; i++)
+        ARK_ASSERT_MSG(strncmp(visit.names[i], "default_back_queue", 18), "visited %s",
+                       visit.names[i]);
+    struct queue_visit again = {.count = 0, .late_created = 1};
+    ARK_ASSERT_EQ(eventer_jobq_process_each(record_queue, &again), visited + 1);
+    ARK_ASSERT_GE(visit_index(&again, "made_while_visiting"), 0);
+    ARK_ASSERT_EQ(eventer_jobq_process_each(NULL, NULL), 0);
     test_eventer_stop();
 }

@@ -826,6 +826,12 @@ static void returns_without_exit(void)
 {
 }
 
+static void convert_arg(void)
+{
+    eventer_set_eventer_aco(eventer_aco_arg());
+    aco_exit();
+}
+
 static void convert_registered(void)
 {
     int pair[2];
@@ -833,6 +839,26 @@ static void convert_registered(void)
     eventer_t e = eventer_alloc_fd(never_called, NULL, pair[0], EVENTER_READ);
     eventer_add(e);
     eventer_set_eventer_aco(e);
+    aco_exit();
+}
+
+/* The seed's classic_callback without its eventer_remove_fde(). */
+static int forgot_remove_callback(eventer_t e, int mask, void *c, struct timeval *now)
+{
+    eventer_t copy = eventer_alloc_copy(e);
+    eventer_aco_start(convert_arg, copy);
+    return 0;
+}
+
+static void convert_copy_of_registered(void)
+{
+    int pair[2];
+    test_socketpair(pair);
+    eventer_t e = eventer_alloc_fd(forgot_remove_callback, NULL, pair[0], EVENTER_READ);
+    eventer_add(e);
+    ARK_ASSERT_EQ(write(pair[1], "x", 1), 1);
+    struct timeval pause = {5, 0};
+    eventer_aco_sleep(&pause);
     aco_exit();
 }
 
@@ -874,6 +900,10 @@ static void child_returns(void *unused)
 static void child_convert_registered(void *unused)
 {
     in_co_then(convert_registered);
+}
+static void child_convert_copy_of_registered(void *unused)
+{
+    in_co_then(convert_copy_of_registered);
 }
 static void child_convert_twice(void *unused)
 {
@@ -919,6 +949,8 @@ ARK_TEST(misuse_is_reported_clearly)
     test_expect_abort(child_returns, "returned without calling aco_exit()");
     test_expect_abort(child_convert_registered, "is still registered with the eventer");
     test_expect_abort(child_convert_twice, "is already an aco event");
+    test_expect_abort(child_convert_copy_of_registered,
+                      "is still registered with the eventer by classic event");
     test_expect_abort(child_convert_timer, "is not an fd event");
     test_expect_abort(child_aco_read_on_classic, "eventer_aco_read: event");
     test_expect_abort(child_aco_read_on_classic, "is not an aco event");
@@ -1063,4 +1095,64 @@ ARK_TEST(start_stack_beyond_the_default_gets_a_larger_shared_stack)
     }
     test_wait_for_count(&small.done, 1, "small co");
     test_eventer_stop();
+}
+
+/* Reverting inside the event's own wake-up (what a session leaving aco mode does). */
+struct revert_probe {
+    int fd;
+    int read_ok;
+    int classic_calls;
+    int done;
+};
+
+static int count_classic_call(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct revert_probe *p = closure;
+    char buffer[8];
+    int got = eventer_read(e, buffer, sizeof(buffer), &mask);
+    if (got > 0) {
+        test_increment(&p->classic_calls);
+        return EVENTER_READ | EVENTER_EXCEPTION;
+    }
+    if (got < 0 && errno == EAGAIN)
+        return mask;
+    eventer_remove_fde(e);
+    return 0;
+}
+
+static void read_then_revert(void)
+{
+    struct revert_probe *p = eventer_aco_arg();
+    eventer_t classic = eventer_alloc_fd(count_classic_call, p, p->fd, EVENTER_READ);
+    eventer_aco_t e = eventer_set_eventer_aco(classic);
+    char byte;
+    test_increment(&p->done);
+    p->read_ok = eventer_aco_read(e, &byte, 1, NULL) == 1 && byte == 'a';
+    /* Resumed by e's own callback: revert there, and hand it back to the classic loop. */
+    ARK_ASSERT(eventer_set_eventer_aco_co((eventer_t)e, NULL) == NULL);
+    ARK_ASSERT(!eventer_is_aco(classic));
+    eventer_set_mask(classic, EVENTER_READ | EVENTER_EXCEPTION);
+    eventer_add(classic); /* the reference the co held goes to the eventer */
+    test_increment(&p->done);
+    aco_exit();
+}
+
+ARK_TEST(reverting_during_the_events_wake_up_hands_it_back_to_classic_callbacks)
+{
+    test_eventer_start(2);
+    int pair[2];
+    test_socketpair(pair);
+    static struct revert_probe probe;
+    probe.fd = pair[0];
+    eventer_aco_start_on(eventer_choose_owner(1), read_then_revert, &probe, 0, 0);
+    test_wait_for_count(&probe.done, 1, "co waiting");
+    ARK_ASSERT_EQ(write(pair[1], "a", 1), 1);
+    test_wait_for_count(&probe.done, 2, "reverted");
+    ARK_ASSERT_EQ(probe.read_ok, 1);
+    ARK_ASSERT_EQ(write(pair[1], "b", 1), 1);
+    test_wait_for_count(&probe.classic_calls, 1, "classic callback after revert");
+    close(pair[1]); /* end of stream: the classic callback removes and finishes it */
+    test_sleep_ms(20);
+    test_eventer_stop();
+    close(pair[0]);
 }

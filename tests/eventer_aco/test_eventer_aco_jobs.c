@@ -5,6 +5,7 @@
  */
 #include "eventer_aco_test_util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -226,6 +227,55 @@ ARK_TEST(gates_wait_for_every_gated_job)
     test_wait_for_count(&p.done, 1, "gate");
     ARK_ASSERT_EQ(p.seen_at_wait_end, 16 + 100);
     ARK_ASSERT_EQ(p.empty_gate_ok, 1);
+    test_eventer_stop();
+}
+
+/* ---- holds released by other threads ---- */
+
+struct hold_probe {
+    eventer_aco_gate_t gate;
+    int holding;         /* the co has its holds and waits */
+    int thread_released; /* the plain thread set this just before its release */
+    int seen_after_wait; /* thread_released as the co saw it when the wait returned */
+    int done;
+};
+
+static void *release_from_thread(void *argument)
+{
+    struct hold_probe *p = argument;
+    test_wait_for_count(&p->holding, 1, "holds taken");
+    test_sleep_ms(50); /* the co is parked in eventer_aco_gate_wait() by now, most likely */
+    test_increment(&p->thread_released);
+    eventer_aco_gate_release(p->gate);
+    return NULL;
+}
+
+static void hold_co(void)
+{
+    struct hold_probe *p = eventer_aco_arg();
+    eventer_aco_gate_t gate = eventer_aco_gate();
+    eventer_aco_gate_hold(gate);
+    eventer_aco_gate_hold(gate);
+    p->gate = gate;
+    /* Released on the gate's own loop: counts down at once, no wake-up needed. */
+    eventer_aco_gate_release(gate);
+    test_increment(&p->holding);
+    eventer_aco_gate_wait(gate);
+    p->seen_after_wait = test_load(&p->thread_released);
+    test_increment(&p->done);
+    aco_exit();
+}
+
+ARK_TEST(gate_hold_released_by_a_plain_thread_wakes_the_waiting_co)
+{
+    test_eventer_start(2);
+    static struct hold_probe p;
+    pthread_t thread;
+    ARK_ASSERT_EQ(pthread_create(&thread, NULL, release_from_thread, &p), 0);
+    eventer_aco_start(hold_co, &p);
+    test_wait_for_count(&p.done, 1, "co woken by the release");
+    ARK_ASSERT_EQ(p.seen_after_wait, 1);
+    pthread_join(thread, NULL);
     test_eventer_stop();
 }
 

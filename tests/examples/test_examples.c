@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,6 +44,8 @@ static int start_example(const char *program, const char *config, int port)
     child = fork();
     ARK_ASSERT_GE(child, 0);
     if (child == 0) {
+        /* If the case dies (a failed assertion), the program must not outlive it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execl(program, program, path, (char *)NULL);
         _exit(127);
     }
@@ -135,6 +138,15 @@ ARK_TEST(example_aco_rest_hello)
     int fd = start_example(ACO_REST_PATH, config, port);
     char response[4096];
     int status = 0;
+    /* The seed's program opens its listener before it adds the rule: until then, 404. */
+    for (int tries = 0; tries < 400; tries++) {
+        ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+        ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);
+        if (status != 404)
+            break;
+        usleep(25000);
+    }
+    ARK_ASSERT_EQ(status, 200);
     for (int i = 0; i < 2; i++) {
         ARK_ASSERT_EQ(ark_net_send_str(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
         ARK_ASSERT_GT(ark_net_read_http_response(fd, response, sizeof(response), &status), 0);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <openssl/ssl.h>
 #include <zlib.h>
 
 static int port;
@@ -191,13 +192,37 @@ static int aco_chunks_handler(mtev_http_rest_closure_t *restc, int npats, char *
     return 0;
 }
 
+/* An aco handler that returns at once; a job thread flushes a piece, then ends, later. */
+static int later_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    mtev_http_session_ctx *ctx = closure;
+    if (mask == EVENTER_ASYNCH_WORK) {
+        usleep(150000);
+        mtev_http_response_append_str(ctx, "first;");
+        mtev_http_response_flush(ctx, mtev_false);
+        usleep(150000);
+        mtev_http_response_append_str(ctx, "second");
+        mtev_http_response_end(ctx);
+    }
+    return 0;
+}
+static int aco_later_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
+{
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    mtev_http_response_ok(ctx, "text/plain");
+    eventer_add_asynch(NULL, eventer_alloc_asynch(later_job, ctx));
+    return 0;
+}
+
+static const char *listener_attributes = "";
+
 static void start_server(const char *listener_config, const char *extra)
 {
-    char xml[2048];
+    char xml[4096];
     snprintf(xml, sizeof(xml),
-             "<app><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" port=\"0\">"
-             "<config>%s</config></listener></listeners>%s</app>",
-             listener_config ? listener_config : "", extra ? extra : "");
+             "<app><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" port=\"0\" "
+             "%s><config>%s</config></listener></listeners>%s</app>",
+             listener_attributes, listener_config ? listener_config : "", extra ? extra : "");
     ARK_ASSERT_EQ(eventer_propset("concurrency", "3"), 0);
     mtev_conf_init("app");
     ARK_ASSERT_EQ(mtev_conf_load_string("rest.conf", xml), 0);
@@ -219,6 +244,9 @@ static void start_server(const char *listener_config, const char *extra)
     ARK_ASSERT(rule);
     mtev_rest_mountpoint_set_aco(rule, mtev_true);
     rule = mtev_http_rest_new_rule("GET", "/aco/", "^chunks$", aco_chunks_handler);
+    ARK_ASSERT(rule);
+    mtev_rest_mountpoint_set_aco(rule, mtev_true);
+    rule = mtev_http_rest_new_rule("GET", "/aco/", "^later$", aco_later_handler);
     ARK_ASSERT(rule);
     mtev_rest_mountpoint_set_aco(rule, mtev_true);
     ARK_ASSERT_EQ(mtev_listener_init("app"), 1);
@@ -622,6 +650,36 @@ ARK_TEST(rest_aco_mountpoint_runs_the_seed_handler_in_a_co)
     stop_server();
 }
 
+/* Counts co resumes reported on debug/eventer/aco. */
+static int co_resumes;
+static void count_resumes(void *closure, mtev_log_stream_t stream, const char *line, size_t length)
+{
+    if (memmem(line, length, " resumed on ", strlen(" resumed on ")))
+        __atomic_add_fetch(&co_resumes, 1, __ATOMIC_RELAXED);
+}
+
+ARK_TEST(rest_aco_response_ended_by_a_job_wakes_the_co_without_polling)
+{
+    start_server(NULL, NULL);
+    mtev_log_stream_t aco_debug = mtev_log_stream_find("debug/eventer/aco");
+    mtev_log_stream_set_writer(aco_debug, count_resumes, NULL);
+    mtev_log_stream_enable(aco_debug, mtev_true);
+    int fd = connect_server();
+    char response[4096];
+    ARK_ASSERT_EQ(
+        request(fd, "GET /aco/later HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)), 200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "6\r\nfirst;\r\n6\r\nsecond\r\n0\r\n\r\n");
+    /* The co ran for the request, then once per flush and once for the end. Polling while
+     * the job slept 300 ms would have resumed it every few milliseconds. */
+    int resumes = __atomic_load_n(&co_resumes, __ATOMIC_RELAXED);
+    ARK_ASSERT_MSG(resumes <= 8, "the co was resumed %d times", resumes);
+    ARK_ASSERT_GE(resumes, 2);
+    mtev_log_stream_enable(aco_debug, mtev_false);
+    mtev_log_stream_set_writer(aco_debug, NULL, NULL);
+    close(fd);
+    stop_server();
+}
+
 ARK_TEST(rest_aco_reads_and_flushes_wait_cooperatively)
 {
     start_server(NULL, NULL);
@@ -678,4 +736,65 @@ ARK_TEST(rest_aco_session_times_out_like_a_classic_one)
     close(fd);
     mtev_log_stream_set_writer(mtev_log_stream_find("error/http"), NULL, NULL);
     stop_server();
+}
+
+/* ---- over TLS ---- */
+
+static int tls_read_response(SSL *ssl, char *buffer, size_t capacity, const char *end)
+{
+    size_t used = 0;
+    buffer[0] = '\0';
+    while (!strstr(buffer, end) && used + 1 < capacity) {
+        int n = SSL_read(ssl, buffer + used, (int)(capacity - 1 - used));
+        if (n <= 0)
+            return -1;
+        used += (size_t)n;
+        buffer[used] = '\0';
+    }
+    return (int)used;
+}
+
+ARK_TEST(rest_over_tls_classic_and_aco)
+{
+    char directory[] = "/tmp/ark_rest_tls_XXXXXX";
+    ARK_ASSERT(mkdtemp(directory));
+    char command[512];
+    snprintf(command, sizeof(command),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+             "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
+             directory, directory);
+    ARK_ASSERT_EQ(system(command), 0);
+    static char attributes[512];
+    snprintf(attributes, sizeof(attributes),
+             "ssl=\"on\"><sslconfig><certificate_file>%s/cert.pem</certificate_file>"
+             "<key_file>%s/key.pem</key_file></sslconfig",
+             directory, directory);
+    listener_attributes = attributes;
+    start_server(NULL, NULL);
+    int fd = connect_server();
+    SSL_CTX *context = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = SSL_new(context);
+    SSL_set_fd(ssl, fd);
+    ARK_ASSERT_EQ(SSL_connect(ssl), 1);
+    char response[4096];
+    const char *requests[] = {"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+                              "GET /aco/hello HTTP/1.1\r\nHost: x\r\n\r\n",
+                              "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"};
+    const char *bodies[] = {"Hello world.\n", "Hello world.\nin a co: yes\n", "Hello world.\n"};
+    for (int i = 0; i < 3; i++) {
+        ARK_ASSERT_EQ(SSL_write(ssl, requests[i], (int)strlen(requests[i])),
+                      (int)strlen(requests[i]));
+        ARK_ASSERT_GT(tls_read_response(ssl, response, sizeof(response), bodies[i]), 0);
+        ARK_ASSERT(strncmp(response, "HTTP/1.1 200 OK\r\n", 17) == 0);
+        ARK_ASSERT_STR_EQ(ark_net_http_body(response), bodies[i]);
+    }
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    SSL_CTX_free(context);
+    close(fd);
+    usleep(100000);
+    listener_attributes = "";
+    stop_server();
+    snprintf(command, sizeof(command), "rm -rf %s", directory);
+    ARK_ASSERT_EQ(system(command), 0);
 }
