@@ -149,33 +149,43 @@ int ecap_chain_run_aco_limited(ecap_service_t *const *services, size_t count,
         ecap_message_free(virgin);
         return adapt_fail(ECAP_E_WRONG_THREAD, "ecap_chain_run_aco: not inside a co-routine");
     }
-    struct aco_run run = {.fd = -1, .result = result, .limit = body_limit};
-    run.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (run.fd < 0) {
+    /* On the heap, not the co's stack: the chain's callbacks write it while the co is parked,
+     * and a parked co's stack is saved elsewhere while other cos use the shared stack. */
+    struct aco_run *run = calloc(1, sizeof(*run));
+    if (!run) {
+        ecap_message_free(virgin);
+        return adapt_fail(ECAP_E_NOMEM, "ecap_chain_run_aco: out of memory");
+    }
+    run->result = result;
+    run->limit = body_limit;
+    run->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (run->fd < 0) {
+        free(run);
         ecap_message_free(virgin);
         return adapt_fail(ECAP_E_NOMEM, "ecap_chain_run_aco: eventfd: %s", strerror(errno));
     }
-    eventer_t e = eventer_alloc_fd(never_called, NULL, run.fd, EVENTER_READ | EVENTER_EXCEPTION);
-    run.event = e ? eventer_set_eventer_aco(e) : NULL;
-    if (!run.event) {
-        close(run.fd);
+    eventer_t e = eventer_alloc_fd(never_called, NULL, run->fd, EVENTER_READ | EVENTER_EXCEPTION);
+    run->event = e ? eventer_set_eventer_aco(e) : NULL;
+    if (!run->event) {
+        close(run->fd);
+        free(run);
         ecap_message_free(virgin);
         return adapt_fail(ECAP_E_NOMEM, "ecap_chain_run_aco: out of memory");
     }
     int has_body = ecap_message_has_body(virgin);
-    ecap_chain_t *chain = ecap_chain_create(services, count, virgin, cause, &aco_callbacks, &run);
+    ecap_chain_t *chain = ecap_chain_create(services, count, virgin, cause, &aco_callbacks, run);
     int status = chain ? ecap_chain_start(chain) : ECAP_E_INVALID;
     if (!chain)
         ecap_message_free(virgin);
     else
-        adapt_chain_free_at_shutdown(chain);
+        adapt_chain_free_at_shutdown(chain, free);
     uint64_t deadline = 0;
     if (timeout)
         deadline =
             monotonic_us() + (uint64_t)timeout->tv_sec * 1000000 + (uint64_t)timeout->tv_usec;
     size_t written = 0;
     int ended = !has_body;
-    while (chain && !run.done && status == ECAP_OK) {
+    while (chain && !run->done && status == ECAP_OK) {
         while (!ended && written < body_size) {
             ssize_t n =
                 ecap_chain_vb_write(chain, (const char *)body + written, body_size - written);
@@ -190,17 +200,17 @@ int ecap_chain_run_aco_limited(ecap_service_t *const *services, size_t count,
             ended = 1;
             ecap_chain_vb_end(chain, 1);
         }
-        status = collect(&run, chain);
-        if (status == ECAP_OK && !run.done)
-            status = park(&run, deadline);
-        if (run.failed)
+        status = collect(run, chain);
+        if (status == ECAP_OK && !run->done)
+            status = park(run, deadline);
+        if (run->failed)
             status = adapt_fail(ECAP_E_INVALID, "ecap_chain_run_aco: cannot signal the co-routine");
     }
     if (chain) {
-        if (!run.done) {
+        if (!run->done) {
             /* Time is up (or a failure): cancel, then wait for the stages to stop. */
             ecap_chain_cancel(chain);
-            while (!run.done && park(&run, 0) == ECAP_OK)
+            while (!run->done && park(run, 0) == ECAP_OK)
                 ;
         }
         result->outcome = ecap_chain_outcome(chain);
@@ -219,8 +229,9 @@ int ecap_chain_run_aco_limited(ecap_service_t *const *services, size_t count,
             result->message = ecap_message_clone(message);
         ecap_chain_free(chain);
     }
-    eventer_aco_close(run.event);
-    eventer_aco_free(run.event);
+    eventer_aco_close(run->event);
+    eventer_aco_free(run->event);
+    free(run);
     return status;
 }
 

@@ -103,8 +103,12 @@ int adapt_loop_post(struct adapt_loop *loop, void (*run)(void *), void (*discard
  * NULL), inside the gate that keeps the host's state alive. Returns 0 or -1. Thread: any.
  */
 int adapt_loop_wake(int index, uint64_t *counter);
-/* Marks a chain the host frees itself when its loop stops (its program co never resumes). */
-void adapt_chain_free_at_shutdown(ecap_chain_t *chain);
+/*
+ * Marks a chain the host frees itself when its loop stops (its program co never resumes),
+ * with `release_closure(closure)` (the eventfd the co waited on is not closed: the eventer
+ * still holds it then).
+ */
+void adapt_chain_free_at_shutdown(ecap_chain_t *chain, void (*release_closure)(void *closure));
 /* The loop thread stops: every live chain is ended and delivered (adapt_xaction.c). */
 void adapt_chains_loop_exit(struct adapt_loop *loop);
 

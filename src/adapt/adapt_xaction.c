@@ -97,8 +97,9 @@ struct ecap_chain {
     ecap_message_t *final_message;
     enum ecap_outcome outcome;
     int started, cancelled, done, any_adapted;
-    int refs;             /* the program's plus one per queued chain notice */
-    int free_at_shutdown; /* ecap_chain_run_aco's: its co-routine never resumes after shutdown */
+    int refs; /* the program's plus one per queued chain notice */
+    /* ecap_chain_run_aco's: its co-routine never resumes after shutdown; frees the closure */
+    void (*free_at_shutdown)(void *closure);
     struct ecap_chain *loop_previous, *loop_next; /* the loop's list of chains */
     struct chain_option *options;
     size_t option_count;
@@ -1516,9 +1517,9 @@ void ecap_chain_free(ecap_chain_t *chain)
 
 /* ---- shutdown ---- */
 
-void adapt_chain_free_at_shutdown(ecap_chain_t *chain)
+void adapt_chain_free_at_shutdown(ecap_chain_t *chain, void (*release_closure)(void *closure))
 {
-    chain->free_at_shutdown = 1;
+    chain->free_at_shutdown = release_closure;
 }
 
 void adapt_chains_loop_exit(struct adapt_loop *loop)
@@ -1534,8 +1535,7 @@ void adapt_chains_loop_exit(struct adapt_loop *loop)
                      "the host stopped before the chain finished");
         }
         mtevL(adapt_debug, "ecap: chain %p ended by the loop's shutdown\n", (void *)chain);
-        ecap_chain_cancel(chain);
-        /* ecap_chain_cancel() reports ABORTED as CANCELLED only when it was pending. */
+        ecap_chain_cancel(chain); /* keeps ABORTED: it only replaces a pending outcome */
     }
     /* The notices are bounded: a cancelled chain queues no work but stops and on_done. */
     while (adapt_notices_deliver(loop))
@@ -1554,6 +1554,7 @@ void adapt_chains_loop_exit(struct adapt_loop *loop)
     for (struct ecap_chain *chain = loop->chains, *next; chain; chain = next) {
         next = chain->loop_next;
         if (chain->free_at_shutdown && chain->done) {
+            chain->free_at_shutdown(chain->closure);
             memset(&chain->callbacks, 0, sizeof(chain->callbacks));
             chain_unref(chain);
         }

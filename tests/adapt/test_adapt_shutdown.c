@@ -260,6 +260,48 @@ ARK_TEST(shutdown_abandons_aco_transactions_parked_on_a_lookup)
     close(server);
 }
 
+/* ---- a program co-routine waiting in ecap_chain_run_aco() ---- */
+
+static int run_aco_returned; /* atomic */
+
+static void run_aco_co(void)
+{
+    ecap_service_t *service = eventer_aco_arg();
+    const char *head = "GET http://shutdown.test/ HTTP/1.1\r\nHost: shutdown.test\r\n\r\n";
+    size_t head_length;
+    ecap_message_t *virgin = ecap_message_parse(head, strlen(head), &head_length);
+    struct ecap_chain_result result;
+    ecap_chain_run_aco(&service, 1, virgin, NULL, NULL, 0, NULL, &result);
+    ecap_chain_result_release(&result);
+    adapt_increment(&run_aco_returned);
+}
+
+static void start_run_aco(void *service)
+{
+    eventer_aco_start_on(pthread_self(), run_aco_co, service, 0, EVENTER_ACO_MAY_RETURN);
+}
+
+ARK_TEST(shutdown_frees_chains_of_coroutines_waiting_in_chain_run_aco)
+{
+    adapt_test_start(2);
+    struct ecap_option options[] = {{"delay_ms", "20000"}};
+    ecap_service_t *async = adapt_test_service("async", ASYNC_URI, options, 1);
+    __atomic_store_n(&run_aco_returned, 0, __ATOMIC_RELEASE);
+    for (int i = 0; i < 4; i++)
+        adapt_test_on_loop(i % 2, start_run_aco, async);
+    wait_live(async, 4);
+    eventer_shutdown();
+    eventer_cleanup();
+    /* The co-routines never resume; the host freed their chains (ASan: no leak). */
+    ARK_ASSERT_EQ(adapt_load(&run_aco_returned), 0);
+    struct ecap_service_stats stats;
+    ecap_service_get_stats(async, &stats);
+    ARK_ASSERT_EQ(stats.xactions, 4);
+    ARK_ASSERT_EQ(stats.live_xactions, 0);
+    ecap_host_cleanup();
+    ARK_ASSERT_EQ(eventer_allocations_current(), 0);
+}
+
 /* ---- wakes racing with the teardown ---- */
 
 /* An async service whose transactions never decide: only the host's shutdown ends them. */
