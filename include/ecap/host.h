@@ -63,8 +63,11 @@ ARK_EXTERN int ecap_host_init(void);
  * as usual; on_decision is not delivered). Co-routines of ecap_host_xaction_run_co() that
  * still wait are then abandoned (the adapter's co_abandoned(), table version 2), and chains
  * of ecap_chain_run_aco() whose co-routine can no longer resume are freed by the host.
- * From then on ecap_host_xaction_wake() and cross-thread resumes return ECAP_E_STOPPED.
- * Async services' worker threads are stopped by the services' stop() here.
+ * Once the first loop thread stops, ecap_host_xaction_wake() and cross-thread resumes return
+ * ECAP_E_STOPPED (they never touch the eventer's freed loops). Worker threads of async
+ * services may still hold references then; the services' stop(), called by
+ * ecap_host_cleanup(), ends them. Descriptors a waiting co-routine had open (its lookup
+ * socket, ecap_chain_run_aco's eventfd) are not closed by the eventer and stay open.
  */
 ARK_EXTERN void ecap_host_cleanup(void);
 /* The host object adapters see (for ecap_host_register_service of built-in services). */
