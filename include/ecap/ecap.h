@@ -83,6 +83,8 @@ extern "C" {
 #define ECAP_E_EXISTS (-18)
 /* The time allowed for the call ran out. */
 #define ECAP_E_TIMEOUT (-19)
+/* More bytes than the caller allowed (e.g. a final body over ecap_chain_run_aco's limit). */
+#define ECAP_E_TOO_LARGE (-20)
 
 /* Returns a static, human-readable name for an ECAP_* status. Thread: any. */
 static inline const char *ecap_strerror(int status)
@@ -128,6 +130,8 @@ static inline const char *ecap_strerror(int status)
         return "already exists";
     case ECAP_E_TIMEOUT:
         return "timed out";
+    case ECAP_E_TOO_LARGE:
+        return "larger than allowed";
     default:
         return "unknown status";
     }

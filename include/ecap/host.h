@@ -253,17 +253,29 @@ struct ecap_chain_result {
     char reason[160]; /* why a stage blocked or aborted, "" otherwise */
 };
 
+/* The final-body limit ecap_chain_run_aco() applies (64 MiB). */
+#define ECAP_CHAIN_RUN_BODY_LIMIT ((size_t)64 * 1024 * 1024)
+
 /*
  * From inside a co-routine on a loop thread (eventer_aco_start*()): runs `virgin` (owned by
  * the call from then on, also on error) with its body `body[0..body_size)` (borrowed for the
  * call; ignored when the message has no body) through `count` services, waiting in blocking
  * style (other co-routines and the loop run meanwhile) until the outcome is known and the
  * final body was read completely, or until `timeout` (relative; NULL = none) expires. The
- * final body is collected in memory: for bodies that do not fit, use the callback chain.
- * Returns ECAP_OK with `*result` filled (release it with ecap_chain_result_release()),
- * ECAP_E_TIMEOUT (the chain was cancelled; `*result` holds outcome CANCELLED or what was
- * known), ECAP_E_WRONG_THREAD outside a co-routine, or another status from the chain.
+ * final body is collected in memory, at most `body_limit` bytes of it: for bodies that may
+ * not fit, use the callback chain. Returns ECAP_OK with `*result` filled (release it with
+ * ecap_chain_result_release()), ECAP_E_TIMEOUT (the chain was cancelled; `*result` holds
+ * outcome CANCELLED or what was known), ECAP_E_TOO_LARGE (the final body grew past
+ * `body_limit`: the chain was cancelled, logged on "error/ecap"; `*result` keeps the outcome
+ * and the reason, no message, no body, body_state TRUNCATED), ECAP_E_WRONG_THREAD outside a
+ * co-routine, or another status from the chain.
  */
+ARK_EXTERN int ecap_chain_run_aco_limited(ecap_service_t *const *services, size_t count,
+                                          ecap_message_t *virgin, const ecap_message_t *cause,
+                                          const void *body, size_t body_size,
+                                          const struct timeval *timeout, size_t body_limit,
+                                          struct ecap_chain_result *result);
+/* ecap_chain_run_aco_limited() with body_limit ECAP_CHAIN_RUN_BODY_LIMIT. */
 ARK_EXTERN int ecap_chain_run_aco(ecap_service_t *const *services, size_t count,
                                   ecap_message_t *virgin, const ecap_message_t *cause,
                                   const void *body, size_t body_size, const struct timeval *timeout,

@@ -9,6 +9,7 @@
 #include <eventer/eventer.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -21,6 +22,7 @@ struct aco_run {
     int done;
     struct ecap_chain_result *result;
     size_t capacity;
+    size_t limit;
     int failed;
 };
 
@@ -74,6 +76,11 @@ static int collect(struct aco_run *run, ecap_chain_t *chain)
     struct ecap_chain_result *result = run->result;
     ecap_area_t area;
     while (ecap_chain_body_peek(chain, &area) == ECAP_OK && area.size) {
+        if (area.size > run->limit - result->body_size) {
+            snprintf(result->reason, sizeof(result->reason),
+                     "the final body exceeds the limit of %zu bytes", run->limit);
+            return adapt_fail(ECAP_E_TOO_LARGE, "ecap_chain_run_aco: %s", result->reason);
+        }
         if (result->body_size + area.size + 1 > run->capacity) {
             size_t capacity = run->capacity ? run->capacity : 4096;
             while (capacity < result->body_size + area.size + 1)
@@ -124,6 +131,15 @@ int ecap_chain_run_aco(ecap_service_t *const *services, size_t count, ecap_messa
                        const ecap_message_t *cause, const void *body, size_t body_size,
                        const struct timeval *timeout, struct ecap_chain_result *result)
 {
+    return ecap_chain_run_aco_limited(services, count, virgin, cause, body, body_size, timeout,
+                                      ECAP_CHAIN_RUN_BODY_LIMIT, result);
+}
+
+int ecap_chain_run_aco_limited(ecap_service_t *const *services, size_t count,
+                               ecap_message_t *virgin, const ecap_message_t *cause,
+                               const void *body, size_t body_size, const struct timeval *timeout,
+                               size_t body_limit, struct ecap_chain_result *result)
+{
     if (!result || !virgin) {
         ecap_message_free(virgin);
         return adapt_fail(ECAP_E_INVALID, "ecap_chain_run_aco: NULL message or result");
@@ -133,7 +149,7 @@ int ecap_chain_run_aco(ecap_service_t *const *services, size_t count, ecap_messa
         ecap_message_free(virgin);
         return adapt_fail(ECAP_E_WRONG_THREAD, "ecap_chain_run_aco: not inside a co-routine");
     }
-    struct aco_run run = {.fd = -1, .result = result};
+    struct aco_run run = {.fd = -1, .result = result, .limit = body_limit};
     run.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (run.fd < 0) {
         ecap_message_free(virgin);
@@ -187,7 +203,15 @@ int ecap_chain_run_aco(ecap_service_t *const *services, size_t count, ecap_messa
         }
         result->outcome = ecap_chain_outcome(chain);
         result->body_state = ecap_chain_body_state(chain);
-        snprintf(result->reason, sizeof(result->reason), "%s", ecap_chain_reason(chain));
+        if (status == ECAP_E_TOO_LARGE) {
+            /* What was collected is not the body: do not hand out a part of it. */
+            free(result->body);
+            result->body = NULL;
+            result->body_size = 0;
+            result->body_state = ECAP_BODY_TRUNCATED;
+        } else {
+            snprintf(result->reason, sizeof(result->reason), "%s", ecap_chain_reason(chain));
+        }
         ecap_message_t *message = ecap_chain_message(chain);
         if (message && status == ECAP_OK)
             result->message = ecap_message_clone(message);

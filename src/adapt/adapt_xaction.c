@@ -462,8 +462,14 @@ static void run_vb_done(struct adapt_notice *notice)
         s->vb_done_delivered = 1;
         if (s->x->note_vb_content_done)
             s->x->note_vb_content_done(s->xdata, s->in->at_end);
-        if (stage_live(s) && s->vb == VB_ON)
-            body_probe_drained(s->in);
+        /* The reader may have consumed the last byte before this notice came: the body was
+         * then marked drained while the side could not close yet. Close it now. */
+        if (stage_live(s) && s->vb == VB_ON) {
+            if (s->in->drained)
+                body_drained(s->in);
+            else
+                body_probe_drained(s->in);
+        }
     }
     stage_unref(s);
 }

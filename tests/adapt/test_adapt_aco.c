@@ -290,6 +290,7 @@ struct helper_case {
     const char *head;
     const char *body;
     struct timeval timeout;
+    size_t body_limit; /* 0: ecap_chain_run_aco's default */
     int status;
     struct ecap_chain_result result;
     int done; /* atomic */
@@ -300,8 +301,13 @@ static void helper_co(void)
     struct helper_case *c = eventer_aco_arg();
     size_t head_length;
     ecap_message_t *virgin = ecap_message_parse(c->head, strlen(c->head), &head_length);
-    c->status = ecap_chain_run_aco(c->services, c->count, virgin, NULL, c->body,
-                                   c->body ? strlen(c->body) : 0, &c->timeout, &c->result);
+    size_t body_size = c->body ? strlen(c->body) : 0;
+    if (c->body_limit)
+        c->status = ecap_chain_run_aco_limited(c->services, c->count, virgin, NULL, c->body,
+                                               body_size, &c->timeout, c->body_limit, &c->result);
+    else
+        c->status = ecap_chain_run_aco(c->services, c->count, virgin, NULL, c->body, body_size,
+                                       &c->timeout, &c->result);
     adapt_increment(&c->done);
 }
 
@@ -356,6 +362,51 @@ ARK_TEST(chain_run_aco_waits_in_blocking_style_for_decision_and_body)
     struct ecap_chain_result result;
     ARK_ASSERT_EQ(ecap_chain_run_aco(&passthru, 1, virgin, NULL, NULL, 0, NULL, &result),
                   ECAP_E_WRONG_THREAD);
+    wait_for_no_coroutines();
+    adapt_test_stop();
+}
+
+ARK_TEST(chain_run_aco_refuses_a_final_body_over_its_limit)
+{
+    adapt_test_start(2);
+    ecap_service_t *passthru = adapt_test_service("passthru", PASSTHRU_URI, NULL, 0);
+    static char body[200001];
+    memset(body, 'b', sizeof(body) - 1);
+    static struct helper_case c;
+    const char *head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    /* Exactly at the limit: the whole body comes back. */
+    c = (struct helper_case){.services = {passthru},
+                             .count = 1,
+                             .head = head,
+                             .body = body,
+                             .timeout = {20, 0},
+                             .body_limit = sizeof(body) - 1};
+    adapt_test_on_loop(1, start_helper, &c);
+    adapt_test_wait(&c.done, 1, "the chain at its limit");
+    ARK_ASSERT_EQ(c.status, ECAP_OK);
+    ARK_ASSERT_EQ(c.result.body_state, ECAP_BODY_END);
+    ARK_ASSERT_EQ(c.result.body_size, sizeof(body) - 1);
+    ecap_chain_result_release(&c.result);
+
+    /* One byte less allowed: refused with a status and a reason, the chain cancelled. */
+    c = (struct helper_case){.services = {passthru},
+                             .count = 1,
+                             .head = head,
+                             .body = body,
+                             .timeout = {20, 0},
+                             .body_limit = sizeof(body) - 2};
+    adapt_test_on_loop(1, start_helper, &c);
+    adapt_test_wait(&c.done, 1, "the chain over its limit");
+    ARK_ASSERT_EQ(c.status, ECAP_E_TOO_LARGE);
+    ARK_ASSERT(c.result.body == NULL);
+    ARK_ASSERT_EQ(c.result.body_size, 0);
+    ARK_ASSERT_EQ(c.result.body_state, ECAP_BODY_TRUNCATED);
+    ARK_ASSERT(c.result.message == NULL);
+    ARK_ASSERT(strstr(c.result.reason, "exceeds the limit of 199999 bytes") != NULL);
+    ecap_chain_result_release(&c.result);
+    struct ecap_service_stats stats;
+    ecap_service_get_stats(passthru, &stats);
+    ARK_ASSERT_EQ(stats.live_xactions, 0);
     wait_for_no_coroutines();
     adapt_test_stop();
 }
