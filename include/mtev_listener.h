@@ -25,7 +25,11 @@
  *            mtev_listener_get_address());
  *   backlog  listen(2) backlog, default 1024;
  *   ssl      "on" to speak TLS (OpenSSL) with the <sslconfig> certificate_file (or
- *            certificate) and key_file (or key); optional ciphers.
+ *            certificate) and key_file (or key); optional ciphers. With ca_chain (or
+ *            ca_file), a PEM file of CA certificates, clients must present a certificate
+ *            signed by one of them (the handshake fails otherwise), unless optional_no_ca
+ *            is "true" (then a client without one is let in, with no remote CN); the
+ *            certificate's CN is mtev_acceptor_closure_remote_cn().
  * <config> children of the listener and of its ancestors become the connection's
  * configuration (nearest definition wins), read with mtev_acceptor_closure_config().
  *
@@ -100,8 +104,9 @@ ARK_EXTERN const char *mtev_acceptor_closure_type(mtev_acceptor_closure_t *ac);
 /* The value of <config> key `key` for this connection's listener, or NULL. */
 ARK_EXTERN const char *mtev_acceptor_closure_config(mtev_acceptor_closure_t *ac, const char *key);
 /*
- * The subject CN of the TLS client certificate, or NULL. Listeners do not request client
- * certificates yet, so this is NULL for now.
+ * The subject CN of the connection's verified TLS client certificate, or NULL (no TLS, no CA
+ * configured, no certificate, or the handshake not finished yet: it is set once the first
+ * read or write completes the handshake). Owned by the closure. Connection's thread.
  */
 ARK_EXTERN const char *mtev_acceptor_closure_remote_cn(mtev_acceptor_closure_t *ac);
 /* The per-connection context set by the callback, or NULL. */

@@ -23,9 +23,10 @@
  *     </acl></rest>
  *
  * Rule attributes: type (allow|deny, required), url (PCRE2 on the path), method, ip (an
- * address or CIDR, IPv4 or IPv6), cn (the TLS client certificate's CN; listeners do not
- * request client certificates yet, so a rule with cn never matches). The first rule that
- * matches decides; when an ACL exists and no rule matches, the request is denied.
+ * address or CIDR, IPv4 or IPv6), cn (the verified TLS client certificate's CN, see
+ * <sslconfig><ca_chain> in mtev_listener.h; a connection without one matches no cn rule). The
+ * first rule that matches decides; when an ACL exists and no rule matches, the request is
+ * denied.
  *
  * Handlers run on the connection's loop thread (or, for aco mountpoints, in a co-routine on
  * it). A handler returns 0 when it is done with the request: its response may still be in

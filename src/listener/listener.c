@@ -430,7 +430,7 @@ static int accept_callback(eventer_t e, int mask, void *closure, struct timeval 
         }
         memcpy(&ac->remote, &remote, remote_length);
         ac->remote_length = remote_length;
-        if (config->tls_context && ark_tls_attach(connection, config->tls_context) < 0) {
+        if (config->tls_context && ark_tls_attach(connection, config->tls_context, ac) < 0) {
             eventer_free(connection);
             mtev_acceptor_closure_free(ac);
             close(fd);

@@ -43,8 +43,11 @@ const char *ark_listener_config_get(const struct ark_listener_config *config, co
 /* TLS (listener_tls.c). Returns an SSL_CTX * from <sslconfig>, or NULL after logging. */
 void *ark_tls_context_from_config(mtev_conf_section_t listener, const char *where);
 void ark_tls_context_free(void *context);
-/* Puts a fresh server TLS session on accepted event `e`. Returns 0, or -1 (logged). */
-int ark_tls_attach(eventer_t e, void *context);
+/*
+ * Puts a fresh server TLS session on accepted event `e`, whose handshake sets ac->remote_cn
+ * from a verified client certificate (`ac` must outlive the session). Returns 0, or -1.
+ */
+int ark_tls_attach(eventer_t e, void *context, mtev_acceptor_closure_t *ac);
 /* The TLS opset (read/write drive the handshake as needed). */
 extern eventer_fd_opset_t ark_tls_fd_opset;
 

@@ -29,6 +29,60 @@ static void log_openssl_errors(const char *where, const char *what)
         mtevL(mtev_error, "%s: listener TLS: %s\n", where, what);
 }
 
+/*
+ * At the end of a handshake, the verified client certificate's subject CN becomes the
+ * connection's remote CN (for mtev_acceptor_closure_remote_cn() and the REST ACL). Runs
+ * inside SSL_read/SSL_write, on the connection's thread.
+ */
+static void note_client_cn(const SSL *ssl, int where, int ret)
+{
+    if (!(where & SSL_CB_HANDSHAKE_DONE))
+        return;
+    mtev_acceptor_closure_t *ac = SSL_get_app_data(ssl);
+    if (!ac || ac->remote_cn || SSL_get_verify_result(ssl) != X509_V_OK)
+        return;
+    X509 *peer = SSL_get1_peer_certificate(ssl);
+    if (!peer)
+        return;
+    char cn[256];
+    int length =
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, (int)sizeof(cn));
+    /* A CN with an embedded NUL, or cut short, is no name an ACL could mean. */
+    if (length > 0 && (size_t)length < sizeof(cn) - 1 && strlen(cn) == (size_t)length)
+        ac->remote_cn = strdup(cn);
+    X509_free(peer);
+}
+
+/* <sslconfig><ca_chain> (or ca_file): request client certificates and verify them. */
+static int configure_client_verification(SSL_CTX *context, mtev_conf_section_t listener,
+                                         const char *where)
+{
+    char *ca = NULL, *optional = NULL;
+    if (!mtev_conf_get_string(listener, "sslconfig/ca_chain", &ca) &&
+        !mtev_conf_get_string(listener, "sslconfig/ca_file", &ca))
+        return 0;
+    int rc = -1;
+    STACK_OF(X509_NAME) *names = NULL;
+    if (SSL_CTX_load_verify_locations(context, ca, NULL) != 1 ||
+        !(names = SSL_load_client_CA_file(ca))) {
+        log_openssl_errors(where, ca);
+        goto done;
+    }
+    SSL_CTX_set_client_CA_list(context, names);
+    mtev_conf_get_string(listener, "sslconfig/optional_no_ca", &optional);
+    int required = !(optional && (!strcmp(optional, "true") || !strcmp(optional, "on")));
+    SSL_CTX_set_verify(context, SSL_VERIFY_PEER | (required ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                       NULL);
+    /* Resumed sessions keep the verified identity; OpenSSL refuses them without this. */
+    static const unsigned char session_context[] = "arkenstone-listener";
+    SSL_CTX_set_session_id_context(context, session_context, sizeof(session_context) - 1);
+    rc = 0;
+done:
+    free(ca);
+    free(optional);
+    return rc;
+}
+
 void *ark_tls_context_from_config(mtev_conf_section_t listener, const char *where)
 {
     char *certificate = NULL, *key = NULL, *ciphers = NULL;
@@ -64,6 +118,9 @@ void *ark_tls_context_from_config(mtev_conf_section_t listener, const char *wher
         log_openssl_errors(where, ciphers);
         goto fail;
     }
+    if (configure_client_verification(context, listener, where) < 0)
+        goto fail;
+    SSL_CTX_set_info_callback(context, note_client_cn);
     goto done;
 fail:
     SSL_CTX_free(context);
@@ -80,7 +137,7 @@ void ark_tls_context_free(void *context)
     SSL_CTX_free(context);
 }
 
-int ark_tls_attach(eventer_t e, void *context)
+int ark_tls_attach(eventer_t e, void *context, mtev_acceptor_closure_t *ac)
 {
     SSL *ssl = SSL_new(context);
     if (!ssl || SSL_set_fd(ssl, e->fd) != 1) {
@@ -88,6 +145,7 @@ int ark_tls_attach(eventer_t e, void *context)
         mtevL(mtev_error, "listener TLS: cannot create a session\n");
         return -1;
     }
+    SSL_set_app_data(ssl, ac);
     SSL_set_accept_state(ssl);
     e->opset = ark_tls_fd_opset;
     e->opset_ctx = ssl;

@@ -375,3 +375,28 @@ ARK_TEST(listener_tls_missing_key_is_a_clear_error)
                    "%s", captured);
     stop();
 }
+
+ARK_TEST(listener_tls_unreadable_ca_chain_is_a_clear_error)
+{
+    char directory[] = "/tmp/ark_tls_ca_XXXXXX";
+    ARK_ASSERT(mkdtemp(directory));
+    make_certificate(directory);
+    char xml[1024];
+    snprintf(xml, sizeof(xml),
+             "<app><listeners><listener type=\"echo\" address=\"127.0.0.1\" port=\"0\" "
+             "ssl=\"on\"><sslconfig><certificate_file>%s/cert.pem</certificate_file>"
+             "<key_file>%s/key.pem</key_file><ca_chain>%s/no-such-ca.pem</ca_chain>"
+             "</sslconfig></listener></listeners></app>",
+             directory, directory, directory);
+    start(xml);
+    mtev_log_stream_set_writer(mtev_error, capture, NULL);
+    ARK_ASSERT_EQ(mtev_listener_init("app"), -1);
+    mtev_log_stream_set_writer(mtev_error, NULL, NULL);
+    char expected[128];
+    snprintf(expected, sizeof(expected), "test.conf:1: listener TLS: %s/no-such-ca.pem", directory);
+    ARK_ASSERT_MSG(strstr(captured, expected), "%s", captured);
+    stop();
+    char command[256];
+    snprintf(command, sizeof(command), "rm -rf %s", directory);
+    ARK_ASSERT_EQ(system(command), 0);
+}

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <openssl/ssl.h>
@@ -214,6 +215,17 @@ static int aco_later_handler(mtev_http_rest_closure_t *restc, int npats, char **
     return 0;
 }
 
+/* The TLS client certificate's CN, as the REST closure has it. */
+static int whoami_handler(mtev_http_rest_closure_t *restc, int npats, char **pats)
+{
+    mtev_http_session_ctx *ctx = restc->http_ctx;
+    mtev_http_response_ok(ctx, "text/plain");
+    mtev_http_response_appendf(ctx, "cn=%s;%s", restc->remote_cn ? restc->remote_cn : "(none)",
+                               eventer_is_aco(NULL) ? "aco" : "classic");
+    mtev_http_response_end(ctx);
+    return 0;
+}
+
 static const char *listener_attributes = "";
 
 static void start_server(const char *listener_config, const char *extra)
@@ -244,6 +256,10 @@ static void start_server(const char *listener_config, const char *extra)
     ARK_ASSERT(rule);
     mtev_rest_mountpoint_set_aco(rule, mtev_true);
     rule = mtev_http_rest_new_rule("GET", "/aco/", "^chunks$", aco_chunks_handler);
+    ARK_ASSERT(rule);
+    mtev_rest_mountpoint_set_aco(rule, mtev_true);
+    ARK_ASSERT(mtev_http_rest_new_rule("GET", "/", "^whoami$", whoami_handler));
+    rule = mtev_http_rest_new_rule("GET", "/aco/", "^whoami$", whoami_handler);
     ARK_ASSERT(rule);
     mtev_rest_mountpoint_set_aco(rule, mtev_true);
     rule = mtev_http_rest_new_rule("GET", "/aco/", "^later$", aco_later_handler);
@@ -796,5 +812,135 @@ ARK_TEST(rest_over_tls_classic_and_aco)
     listener_attributes = "";
     stop_server();
     snprintf(command, sizeof(command), "rm -rf %s", directory);
+    ARK_ASSERT_EQ(system(command), 0);
+}
+
+/* ---- TLS client certificates ---- */
+
+static char pki[64];
+
+static void run_openssl(const char *arguments)
+{
+    char command[1024];
+    snprintf(command, sizeof(command), "cd %s && openssl %s >/dev/null 2>&1", pki, arguments);
+    ARK_ASSERT_MSG(system(command) == 0, "failed: %s", command);
+}
+
+#define EC_KEY_OPTIONS "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+
+/* A trusted CA signing alice, an untrusted one signing mallory, a server certificate. */
+static void make_certificates(void)
+{
+    snprintf(pki, sizeof(pki), "/tmp/ark_rest_pki_XXXXXX");
+    ARK_ASSERT(mkdtemp(pki));
+    run_openssl("req -x509 " EC_KEY_OPTIONS "-days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem");
+    run_openssl("req " EC_KEY_OPTIONS "-subj /CN=alice -keyout alice.key -out alice.csr");
+    run_openssl("x509 -req -in alice.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 "
+                "-out alice.pem");
+    run_openssl("req -x509 " EC_KEY_OPTIONS
+                "-days 1 -subj /CN=other-ca -keyout other.key -out other.pem");
+    run_openssl("req " EC_KEY_OPTIONS "-subj /CN=mallory -keyout mallory.key -out mallory.csr");
+    run_openssl("x509 -req -in mallory.csr -CA other.pem -CAkey other.key -CAcreateserial "
+                "-days 1 -out mallory.pem");
+    run_openssl("req -x509 " EC_KEY_OPTIONS
+                "-days 1 -subj /CN=localhost -keyout server.key -out server.pem");
+}
+
+/* Connects over TLS with `name`.pem/.key (NULL: no certificate). NULL if the handshake fails. */
+static SSL *tls_connect_as(const char *name, int *fd_out)
+{
+    SSL_CTX *context = SSL_CTX_new(TLS_client_method());
+    ARK_ASSERT(context);
+    if (name) {
+        char certificate[128], key[128];
+        snprintf(certificate, sizeof(certificate), "%s/%s.pem", pki, name);
+        snprintf(key, sizeof(key), "%s/%s.key", pki, name);
+        ARK_ASSERT_EQ(SSL_CTX_use_certificate_file(context, certificate, SSL_FILETYPE_PEM), 1);
+        ARK_ASSERT_EQ(SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM), 1);
+    }
+    int fd = connect_server();
+    SSL *ssl = SSL_new(context);
+    SSL_CTX_free(context); /* the session keeps its own reference */
+    SSL_set_fd(ssl, fd);
+    *fd_out = fd;
+    return ssl;
+}
+
+/* Sends `request`; returns the status (0 when the server refused the TLS session). */
+static int tls_request(SSL *ssl, const char *request, char *response, size_t capacity)
+{
+    /* With TLS 1.3 the server judges the client's certificate after the client's handshake
+     * ends: a refusal shows on the first read. */
+    if (SSL_connect(ssl) != 1)
+        return 0;
+    if (SSL_write(ssl, request, (int)strlen(request)) != (int)strlen(request))
+        return 0;
+    size_t used = 0;
+    response[0] = '\0';
+    while (used + 1 < capacity) {
+        int n = SSL_read(ssl, response + used, (int)(capacity - 1 - used));
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+        response[used] = '\0';
+        const char *head_end = strstr(response, "\r\n\r\n");
+        char value[32];
+        if (head_end && ark_net_http_header(response, "Content-Length", value, sizeof(value)) &&
+            strlen(head_end + 4) >= (size_t)atoi(value))
+            break;
+    }
+    int status = 0;
+    if (sscanf(response, "HTTP/1.1 %d", &status) != 1)
+        return 0;
+    return status;
+}
+
+static void tls_done(SSL *ssl, int fd)
+{
+    SSL_shutdown(ssl);
+    SSL_free(ssl);
+    close(fd);
+}
+
+ARK_TEST(rest_tls_client_certificate_cn_reaches_the_acl)
+{
+    make_certificates();
+    static char attributes[768];
+    snprintf(attributes, sizeof(attributes),
+             "ssl=\"on\"><sslconfig><certificate_file>%s/server.pem</certificate_file>"
+             "<key_file>%s/server.key</key_file><ca_chain>%s/ca.pem</ca_chain>"
+             "<optional_no_ca>true</optional_no_ca></sslconfig",
+             pki, pki, pki);
+    listener_attributes = attributes;
+    start_server(NULL, "<rest><acl><rule type=\"allow\" cn=\"alice\" url=\"whoami$\"/>"
+                       "<rule type=\"deny\"/></acl></rest>");
+    char response[4096];
+    int fd;
+    /* Signed by the configured CA: its CN passes the ACL's cn rule, classic and aco alike. */
+    SSL *ssl = tls_connect_as("alice", &fd);
+    ARK_ASSERT_EQ(
+        tls_request(ssl, "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)),
+        200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "cn=alice;classic");
+    ARK_ASSERT_EQ(
+        tls_request(ssl, "GET /aco/whoami HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)),
+        200);
+    ARK_ASSERT_STR_EQ(ark_net_http_body(response), "cn=alice;aco");
+    tls_done(ssl, fd);
+    /* No certificate (allowed by optional_no_ca): no CN, so the cn rule does not match. */
+    ssl = tls_connect_as(NULL, &fd);
+    ARK_ASSERT_EQ(
+        tls_request(ssl, "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)),
+        403);
+    tls_done(ssl, fd);
+    /* A certificate from a CA the listener does not trust: the handshake is refused. */
+    ssl = tls_connect_as("mallory", &fd);
+    ARK_ASSERT_EQ(
+        tls_request(ssl, "GET /whoami HTTP/1.1\r\nHost: x\r\n\r\n", response, sizeof(response)), 0);
+    tls_done(ssl, fd);
+    listener_attributes = "";
+    stop_server();
+    char command[128];
+    snprintf(command, sizeof(command), "rm -rf %s", pki);
     ARK_ASSERT_EQ(system(command), 0);
 }
