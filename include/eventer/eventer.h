@@ -246,7 +246,17 @@ ARK_EXTERN void eventer_add(eventer_t e);
  * owns the eventer's reference again), else NULL. Fatal on an asynch event.
  */
 ARK_EXTERN eventer_t eventer_remove(eventer_t e);
-/* Unregisters the event owning `fd`; returns it (caller owns it) or NULL (none or fd < 0). */
+/*
+ * Unregisters the event owning `fd`; returns it (caller owns it) or NULL (none or fd < 0).
+ * Thread: any, but from a thread that does not own the event the removal does not wait for
+ * the owner: the owner loop may be running the event's callback at that moment (or be about
+ * to finish one it started), and it still reads the event until that callback returns. Such
+ * a caller must not eventer_free() the event (or close its fd, or free its closure) until
+ * the owner is done with it; the simple safe way is to remove and free it on the owner
+ * thread, e.g. from a callback added with eventer_add_timer_next_opportunity(...,
+ * eventer_get_owner(e)). On the owner thread, outside that event's own callback, the
+ * eventer no longer touches the event once this returns.
+ */
 ARK_EXTERN eventer_t eventer_remove_fd(int fd);
 /* Unregisters e's descriptor: eventer_remove_fd(eventer_get_fd(e)). */
 #define eventer_remove_fde(e) eventer_remove_fd(eventer_get_fd(e))
