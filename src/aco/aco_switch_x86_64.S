@@ -35,14 +35,14 @@ aco_switch:
      */
     movl    56(%rdi), %ecx
     movl    56(%rsi), %r8d
-    xorl    %ecx, %r8d
-    testl   $0xffc0, %r8d
+    movl    %ecx, %r9d
+    xorl    %r8d, %r9d
+    testl   $0xffc0, %r9d
     jz      1f
-    andl    $0x3f, %ecx
-    movl    56(%rsi), %r8d
-    andl    $0xffc0, %r8d
-    orl     %ecx, %r8d
-    movl    %r8d, -8(%rsp)
+    /* New value: the target's control bits with the current flags, i.e. current ^ (diff & control). */
+    andl    $0xffc0, %r9d
+    xorl    %ecx, %r9d
+    movl    %r9d, -8(%rsp)
     ldmxcsr -8(%rsp)
 1:
     fldcw   60(%rsi)
