@@ -7,7 +7,7 @@ set -eu
 PACKAGES="
 build-essential cmake pkg-config ninja-build clang clang-format libclang-rt-14-dev
 valgrind gdb
-libck-dev libpcre2-dev libssl-dev openssl libxml2-dev zlib1g-dev libecap3-dev
+libpcre2-dev libssl-dev openssl libxml2-dev zlib1g-dev
 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 libboost-context-dev libuv1-dev libev-dev wrk nginx-light curl
 "
