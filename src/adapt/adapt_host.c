@@ -540,9 +540,12 @@ static uint64_t timeval_to_us(const struct timeval *tv)
     return (uint64_t)tv->tv_sec * 1000000 + (uint64_t)tv->tv_usec;
 }
 
-static int has_live_here(ecap_service_t *service, int loop_index)
+/* Whether the loop must suspend/resume the service around its wait: an asynchronous service
+ * with live transactions on that loop. */
+static int polls_here(ecap_service_t *service, int loop_index)
 {
-    return __atomic_load_n(&service->live[loop_index % ADAPT_MAX_LOOPS], __ATOMIC_ACQUIRE) > 0;
+    return __atomic_load_n(&service->async, __ATOMIC_ACQUIRE) &&
+           __atomic_load_n(&service->live[loop_index % ADAPT_MAX_LOOPS], __ATOMIC_ACQUIRE) > 0;
 }
 
 void adapt_poll_suspend(ecap_service_t *service, struct timeval *timeout)
@@ -581,8 +584,7 @@ static void before_wait(void *closure, int loop_index, uint64_t *timeout_us)
     int count = adapt_service_count();
     for (int i = 0; i < count; i++) {
         ecap_service_t *service = services[i];
-        if (!__atomic_load_n(&service->async, __ATOMIC_ACQUIRE) ||
-            !has_live_here(service, loop_index))
+        if (!polls_here(service, loop_index))
             continue;
         /* The largest timeval the adapter can handle, when the loop would wait "forever". */
         struct timeval timeout = {INT_MAX, 0};
@@ -606,8 +608,7 @@ static void after_wait(void *closure, int loop_index, int ready)
     int count = adapt_service_count();
     for (int i = 0; i < count; i++) {
         ecap_service_t *service = services[i];
-        if (!__atomic_load_n(&service->async, __ATOMIC_ACQUIRE) ||
-            !has_live_here(service, loop_index))
+        if (!polls_here(service, loop_index))
             continue;
         adapt_poll_resume(service);
     }

@@ -6,14 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void adapt_test_start(int loops)
 {
-    char text[16];
-    snprintf(text, sizeof(text), "%d", loops);
-    ARK_ASSERT_EQ(eventer_propset("concurrency", text), 0);
-    ARK_ASSERT_EQ(eventer_init(), 0);
+    test_eventer_start(loops);
     ARK_ASSERT_EQ(ecap_host_init(), ECAP_OK);
 }
 
@@ -23,28 +19,6 @@ void adapt_test_stop(void)
     eventer_cleanup();
     ecap_host_cleanup();
     ARK_ASSERT_EQ(eventer_allocations_current(), 0);
-}
-
-void adapt_test_sleep_ms(int ms)
-{
-    struct timespec pause = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&pause, &pause) != 0)
-        ;
-}
-
-void adapt_test_wait(const int *counter, int target, const char *what)
-{
-    const char *scale_text = getenv("ARK_TEST_TIMEOUT_SCALE");
-    int scale = scale_text ? atoi(scale_text) : 1;
-    if (scale < 1)
-        scale = 1;
-    for (int waited = 0; waited < 20000 * scale; waited++) {
-        if (adapt_load(counter) >= target)
-            return;
-        adapt_test_sleep_ms(1);
-    }
-    ark_test_fail(__FILE__, __LINE__, "timed out waiting for %s: %d of %d", what,
-                  adapt_load(counter), target);
 }
 
 struct on_loop {
@@ -57,14 +31,14 @@ static void run_on_loop(void *argument)
 {
     struct on_loop *call = argument;
     call->function(call->argument);
-    adapt_increment(&call->done);
+    test_increment(&call->done);
 }
 
 void adapt_test_on_loop(int loop, void (*function)(void *), void *argument)
 {
     struct on_loop call = {function, argument, 0};
     ARK_ASSERT_EQ(eventer_impl_run_on_loop(loop, run_on_loop, &call), 0);
-    adapt_test_wait(&call.done, 1, "a call on a loop thread");
+    test_wait_for_count(&call.done, 1, "a call on a loop thread");
 }
 
 const char *adapt_test_module(const char *name)
@@ -190,7 +164,7 @@ static void on_done(ecap_chain_t *chain, void *closure)
     run->body_state = ecap_chain_body_state(chain);
     ecap_chain_free(chain);
     run->chain = NULL;
-    adapt_increment(&run->done);
+    test_increment(&run->done);
 }
 
 static const struct ecap_chain_callbacks run_callbacks = {
@@ -229,7 +203,7 @@ void adapt_run_start(struct adapt_run *run)
 void adapt_run(struct adapt_run *run)
 {
     adapt_run_start(run);
-    adapt_test_wait(&run->done, 1, "the chain to finish");
+    test_wait_for_count(&run->done, 1, "the chain to finish");
 }
 
 void adapt_run_release(struct adapt_run *run)

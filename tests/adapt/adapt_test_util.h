@@ -3,6 +3,8 @@
 #define ADAPT_TEST_UTIL_H
 
 #include "ark_test.h"
+/* The eventer tests' helpers: test_wait_for_count(), test_sleep_ms(), test_load(), ... */
+#include "eventer_test_util.h"
 
 #include <ecap/host.h>
 #include <eventer/eventer.h>
@@ -15,23 +17,11 @@ void adapt_test_start(int loops);
 void adapt_test_stop(void);
 /* Runs `function(argument)` on loop thread `loop` and waits until it returned. */
 void adapt_test_on_loop(int loop, void (*function)(void *), void *argument);
-/* Waits up to 20 s (scaled) for `*counter` to reach `target`. */
-void adapt_test_wait(const int *counter, int target, const char *what);
-void adapt_test_sleep_ms(int ms);
 /* Path of a sample adapter module (built next to the tests). */
 const char *adapt_test_module(const char *name);
 /* Loads a sample module, configures and starts its service `uri` with options. */
 ecap_service_t *adapt_test_service(const char *module, const char *uri,
                                    const struct ecap_option *options, size_t count);
-
-static inline int adapt_load(const int *p)
-{
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-static inline int adapt_increment(int *p)
-{
-    return __atomic_add_fetch(p, 1, __ATOMIC_ACQ_REL);
-}
 
 /*
  * One message through a chain, driven from a loop thread: writes `body` (in pieces of at

@@ -34,7 +34,7 @@ struct lookup_server {
 static void *serve(void *argument)
 {
     struct lookup_server *server = argument;
-    while (!adapt_load(&server->stop)) {
+    while (!test_load(&server->stop)) {
         int client = accept(server->fd, NULL, NULL);
         if (client < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -51,13 +51,13 @@ static void *serve(void *argument)
         }
         line[length] = '\0';
         if (strstr(line, "slow") && server->slow_ms)
-            adapt_test_sleep_ms(server->slow_ms);
+            test_sleep_ms(server->slow_ms);
         const char *answer = strstr(line, "blocked") ? "BLOCK\n" : "ALLOW\n";
         if (write(client, answer, strlen(answer)) < 0) {
             /* the adapter gave up (timeout): fine */
         }
         close(client);
-        adapt_increment(&server->served);
+        test_increment(&server->served);
     }
     return NULL;
 }
@@ -103,7 +103,7 @@ static void wait_for_no_coroutines(void)
         eventer_aco_get_stats(&stats);
         if (stats.live == 0)
             return;
-        adapt_test_sleep_ms(1);
+        test_sleep_ms(1);
     }
     ark_test_fail(__FILE__, __LINE__, "co-routines still running");
 }
@@ -128,7 +128,7 @@ ARK_TEST(aco_adapter_blocks_urls_the_lookup_service_lists)
         ARK_ASSERT_STR_EQ(run.meta_value, i == 0 ? "block" : "allow");
         adapt_run_release(&run);
     }
-    ARK_ASSERT_EQ(adapt_load(&server.served), 2);
+    ARK_ASSERT_EQ(test_load(&server.served), 2);
     wait_for_no_coroutines();
     adapt_test_stop();
     server_stop(&server);
@@ -187,21 +187,21 @@ static void co_body(ecap_host_xaction_t *hostx, void *argument)
 {
     struct co_state *x = argument;
     if (!eventer_is_aco(NULL) || !pthread_equal(pthread_self(), co_owner) || hostx != x->hostx)
-        adapt_increment(&co_checks_failed);
+        test_increment(&co_checks_failed);
     struct timeval pause = {0, 5000};
-    adapt_increment(&co_sleeping);
+    test_increment(&co_sleeping);
     /* The loop runs meanwhile; in the cancelling case the program stops us while we wait. */
     for (int i = 0; i < 2000 && (i < 2 || (x->hold && !x->stopped)); i++)
         eventer_aco_sleep(&pause);
     if (!pthread_equal(pthread_self(), co_owner))
-        adapt_increment(&co_checks_failed);
+        test_increment(&co_checks_failed);
     int status = ecap_host_xaction_use_virgin(hostx);
     if (x->stopped)
         __atomic_store_n(&co_status_after_stop, status, __ATOMIC_RELEASE);
     else if (status != ECAP_OK)
-        adapt_increment(&co_checks_failed);
+        test_increment(&co_checks_failed);
     co_release(x);
-    adapt_increment(&co_finished);
+    test_increment(&co_finished);
 }
 
 static int co_hold_next; /* the next transaction holds */
@@ -263,7 +263,7 @@ ARK_TEST(coroutine_transaction_runs_on_its_owner_loop_and_survives_stop)
     adapt_run(&run);
     ARK_ASSERT_EQ(run.outcome, ECAP_OUTCOME_VIRGIN);
     adapt_run_release(&run);
-    ARK_ASSERT_EQ(adapt_load(&co_finished), 1);
+    ARK_ASSERT_EQ(test_load(&co_finished), 1);
     /* Cancelled while the co-routine waits: it resumes later and gets ECAP_E_STOPPED. */
     co_hold_next = 1;
     struct adapt_run cancelled = {.services = {service},
@@ -271,14 +271,14 @@ ARK_TEST(coroutine_transaction_runs_on_its_owner_loop_and_survives_stop)
                                   .head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
                                   .loop = 1};
     adapt_run_start(&cancelled);
-    adapt_test_wait(&co_sleeping, 2, "the second co-routine to wait");
+    test_wait_for_count(&co_sleeping, 2, "the second co-routine to wait");
     adapt_test_on_loop(1, cancel_run, &cancelled);
-    adapt_test_wait(&cancelled.done, 1, "the cancelled chain");
+    test_wait_for_count(&cancelled.done, 1, "the cancelled chain");
     ARK_ASSERT_EQ(cancelled.outcome, ECAP_OUTCOME_CANCELLED);
     adapt_run_release(&cancelled);
-    adapt_test_wait(&co_finished, 2, "the cancelled transaction's co-routine");
-    ARK_ASSERT_EQ(adapt_load(&co_status_after_stop), ECAP_E_STOPPED);
-    ARK_ASSERT_EQ(adapt_load(&co_checks_failed), 0);
+    test_wait_for_count(&co_finished, 2, "the cancelled transaction's co-routine");
+    ARK_ASSERT_EQ(test_load(&co_status_after_stop), ECAP_E_STOPPED);
+    ARK_ASSERT_EQ(test_load(&co_checks_failed), 0);
     adapt_test_stop();
 }
 
@@ -308,7 +308,7 @@ static void helper_co(void)
     else
         c->status = ecap_chain_run_aco(c->services, c->count, virgin, NULL, c->body, body_size,
                                        &c->timeout, &c->result);
-    adapt_increment(&c->done);
+    test_increment(&c->done);
 }
 
 static void start_helper(void *argument)
@@ -332,7 +332,7 @@ ARK_TEST(chain_run_aco_waits_in_blocking_style_for_decision_and_body)
                              .body = body,
                              .timeout = {20, 0}};
     adapt_test_on_loop(1, start_helper, &c);
-    adapt_test_wait(&c.done, 1, "the co-routine's chain");
+    test_wait_for_count(&c.done, 1, "the co-routine's chain");
     ARK_ASSERT_EQ(c.status, ECAP_OK);
     ARK_ASSERT_EQ(c.result.outcome, ECAP_OUTCOME_ADAPTED);
     ARK_ASSERT_EQ(c.result.body_state, ECAP_BODY_END);
@@ -350,7 +350,7 @@ ARK_TEST(chain_run_aco_waits_in_blocking_style_for_decision_and_body)
                              .head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n",
                              .timeout = {0, 50000}};
     adapt_test_on_loop(1, start_helper, &c);
-    adapt_test_wait(&c.done, 1, "the co-routine's chain to time out");
+    test_wait_for_count(&c.done, 1, "the co-routine's chain to time out");
     ARK_ASSERT_EQ(c.status, ECAP_E_TIMEOUT);
     ARK_ASSERT_EQ(c.result.outcome, ECAP_OUTCOME_CANCELLED);
     ARK_ASSERT(c.result.message == NULL);
@@ -382,7 +382,7 @@ ARK_TEST(chain_run_aco_refuses_a_final_body_over_its_limit)
                              .timeout = {20, 0},
                              .body_limit = sizeof(body) - 1};
     adapt_test_on_loop(1, start_helper, &c);
-    adapt_test_wait(&c.done, 1, "the chain at its limit");
+    test_wait_for_count(&c.done, 1, "the chain at its limit");
     ARK_ASSERT_EQ(c.status, ECAP_OK);
     ARK_ASSERT_EQ(c.result.body_state, ECAP_BODY_END);
     ARK_ASSERT_EQ(c.result.body_size, sizeof(body) - 1);
@@ -396,7 +396,7 @@ ARK_TEST(chain_run_aco_refuses_a_final_body_over_its_limit)
                              .timeout = {20, 0},
                              .body_limit = sizeof(body) - 2};
     adapt_test_on_loop(1, start_helper, &c);
-    adapt_test_wait(&c.done, 1, "the chain over its limit");
+    test_wait_for_count(&c.done, 1, "the chain over its limit");
     ARK_ASSERT_EQ(c.status, ECAP_E_TOO_LARGE);
     ARK_ASSERT(c.result.body == NULL);
     ARK_ASSERT_EQ(c.result.body_size, 0);
@@ -422,8 +422,8 @@ ARK_TEST_TIMEOUT(stress_10k_aco_transactions_random_stops_two_loops, 300)
                      &blocked);
     /* Every transaction that was not cancelled before its lookup answered was blocked. */
     ARK_ASSERT(blocked > 0);
-    ARK_ASSERT(adapt_load(&server.served) >= blocked);
+    ARK_ASSERT(test_load(&server.served) >= blocked);
     mtevL(mtev_notice, "aco stress: %d blocked after a lookup, %d lookups served\n", blocked,
-          adapt_load(&server.served));
+          test_load(&server.served));
     server_stop(&server);
 }

@@ -221,7 +221,7 @@ ARK_TEST_TIMEOUT(body_1gb_through_chain_with_bounded_memory, 300)
                             .generated_size = size,
                             .discard_output = 1};
     adapt_run_start(&run);
-    adapt_test_wait(&run.done, 1, "1 GB through the chain");
+    test_wait_for_count(&run.done, 1, "1 GB through the chain");
     long growth_kib = peak_rss_kib() - before;
     ARK_ASSERT_EQ(run.outcome, ECAP_OUTCOME_ADAPTED);
     ARK_ASSERT_EQ(run.output_count, size);

@@ -58,7 +58,7 @@ static int probe_async(void *service)
 static void probe_suspend(void *data, struct timeval *timeout)
 {
     struct probe_service *s = data;
-    adapt_increment(&s->suspends);
+    test_increment(&s->suspends);
     if (s->suspend_us >= 0) {
         uint64_t current = (uint64_t)timeout->tv_sec * 1000000 + (uint64_t)timeout->tv_usec;
         if ((uint64_t)s->suspend_us < current) {
@@ -71,7 +71,7 @@ static void probe_suspend(void *data, struct timeval *timeout)
 static void probe_service_resume(void *data)
 {
     struct probe_service *s = data;
-    adapt_increment(&s->resumes);
+    test_increment(&s->resumes);
     __atomic_store_n(&s->in_service_resume, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&s->lock);
     struct probe_xaction *ready = s->ready;
@@ -102,7 +102,7 @@ static void probe_mark_ready(struct probe_xaction *x)
 static void check_live(struct probe_xaction *x)
 {
     if (__atomic_load_n(&x->stopped, __ATOMIC_ACQUIRE))
-        adapt_increment(&x->service->calls_after_stop);
+        test_increment(&x->service->calls_after_stop);
 }
 
 static void probe_start(void *xaction)
@@ -119,12 +119,12 @@ static void probe_resume(void *xaction)
 {
     struct probe_xaction *x = xaction;
     check_live(x);
-    adapt_increment(&x->resumes);
+    test_increment(&x->resumes);
     if (__atomic_load_n(&x->service->in_service_resume, __ATOMIC_ACQUIRE) &&
         adapt_in_service_resume())
-        adapt_increment(&x->service->resume_inside_service_resume);
+        test_increment(&x->service->resume_inside_service_resume);
     if (!pthread_equal(pthread_self(), x->owner))
-        adapt_increment(&x->service->resume_on_wrong_thread);
+        test_increment(&x->service->resume_on_wrong_thread);
     if (x->service->on_resume)
         x->service->on_resume(x);
 }
@@ -135,7 +135,7 @@ static void probe_stop(void *xaction)
     check_live(x);
     struct probe_service *s = x->service;
     __atomic_store_n(&x->stopped, 1, __ATOMIC_RELEASE);
-    adapt_increment(&s->stops);
+    test_increment(&s->stops);
     pthread_mutex_lock(&s->lock);
     int listed = x->ready;
     if (listed) {
@@ -180,7 +180,7 @@ static int probe_make(void *data, ecap_host_xaction_t *hostx,
     ecap_host_xaction_ref(hostx);
     x->hostx = hostx;
     __atomic_store_n(&x->service->last, x, __ATOMIC_RELEASE);
-    all_xactions[adapt_increment(&all_count) - 1] = x;
+    all_xactions[test_increment(&all_count) - 1] = x;
     *methods = &probe_xaction_methods;
     *xaction = x;
     return ECAP_OK;
@@ -217,7 +217,7 @@ static ecap_service_t *probe_register(int index, int async, long suspend_us)
 static void probe_finish(void)
 {
     adapt_test_stop();
-    int count = adapt_load(&all_count);
+    int count = test_load(&all_count);
     for (int i = 0; i < count; i++) {
         if (!all_xactions[i]->stopped)
             ark_test_fail(__FILE__, __LINE__, "transaction %d never stopped", i);
@@ -339,10 +339,10 @@ ARK_TEST(misuse_use_virgin_after_consuming_is_refused)
                             .body_size = 5};
     adapt_run_start(&run);
     while (!__atomic_load_n(&probes[0].last, __ATOMIC_ACQUIRE))
-        adapt_test_sleep_ms(1);
-    adapt_test_sleep_ms(20);
+        test_sleep_ms(1);
+    test_sleep_ms(20);
     adapt_test_on_loop(0, consume_and_use_virgin, probes[0].last);
-    adapt_test_wait(&run.done, 1, "the blocked chain");
+    test_wait_for_count(&run.done, 1, "the blocked chain");
     ARK_ASSERT_EQ(statuses[0], ECAP_OK);
     ARK_ASSERT_EQ(statuses[1], ECAP_E_VB_STATE);
     ARK_ASSERT_EQ(statuses[2], ECAP_OK);
@@ -381,12 +381,12 @@ ARK_TEST(misuse_any_call_after_stop_is_refused)
         .services = {service}, .service_count = 1, .head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n"};
     adapt_run(&run);
     ARK_ASSERT_EQ(run.outcome, ECAP_OUTCOME_VIRGIN);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].stops), 1);
+    ARK_ASSERT_EQ(test_load(&probes[0].stops), 1);
     /* The probe's strong reference keeps the handle valid; every call says "stopped". */
     adapt_test_on_loop(0, calls_after_stop, probes[0].last);
     for (int i = 0; i < 6; i++)
         ARK_ASSERT_MSG(statuses[i] == ECAP_E_STOPPED, "call %d returned %d", i, statuses[i]);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].calls_after_stop), 0);
+    ARK_ASSERT_EQ(test_load(&probes[0].calls_after_stop), 0);
     adapt_run_release(&run);
     probe_finish();
 }
@@ -508,26 +508,26 @@ static int both_live(void)
 
 static void watch_before(void *closure, int loop_index, uint64_t *timeout_us)
 {
-    if (!adapt_load(&watch.armed) || !both_live())
+    if (!test_load(&watch.armed) || !both_live())
         return;
     for (int i = 0; i < 2; i++) {
-        int now = adapt_load(&probes[i].suspends);
+        int now = test_load(&probes[i].suspends);
         if (watch.iterations > 0 && now != watch.suspends_before[i] + 1)
             watch.suspend_missing++;
         watch.suspends_before[i] = now;
-        watch.resumes_before[i] = adapt_load(&probes[i].resumes);
+        watch.resumes_before[i] = test_load(&probes[i].resumes);
     }
     if (*timeout_us > watch.largest_timeout)
         watch.largest_timeout = *timeout_us;
-    adapt_increment(&watch.iterations);
+    test_increment(&watch.iterations);
 }
 
 static void watch_after(void *closure, int loop_index, int ready)
 {
-    if (!adapt_load(&watch.armed) || !both_live() || watch.iterations == 0)
+    if (!test_load(&watch.armed) || !both_live() || watch.iterations == 0)
         return;
     for (int i = 0; i < 2; i++)
-        if (adapt_load(&probes[i].resumes) != watch.resumes_before[i] + 1)
+        if (test_load(&probes[i].resumes) != watch.resumes_before[i] + 1)
             watch.resume_missing++;
 }
 
@@ -557,12 +557,12 @@ static void run_two_pending(void)
     adapt_run_start(&a);
     adapt_run_start(&b);
     __atomic_store_n(&watch.armed, 1, __ATOMIC_RELEASE);
-    adapt_test_wait(&watch.iterations, 10, "ten loop iterations with both services pending");
+    test_wait_for_count(&watch.iterations, 10, "ten loop iterations with both services pending");
     __atomic_store_n(&watch.armed, 0, __ATOMIC_RELEASE);
     adapt_test_on_loop(1, decide_now, probes[0].last);
     adapt_test_on_loop(1, decide_now, probes[1].last);
-    adapt_test_wait(&a.done, 1, "chain a");
-    adapt_test_wait(&b.done, 1, "chain b");
+    test_wait_for_count(&a.done, 1, "chain a");
+    test_wait_for_count(&b.done, 1, "chain b");
     eventer_impl_unregister_wait_hooks(handle);
     adapt_run_release(&a);
     adapt_run_release(&b);
@@ -582,8 +582,8 @@ ARK_TEST(polling_resume_called_after_each_wait)
 {
     run_two_pending();
     ARK_ASSERT_EQ(watch.resume_missing, 0);
-    ARK_ASSERT(adapt_load(&probes[0].resumes) >= 10);
-    ARK_ASSERT(adapt_load(&probes[1].resumes) >= 10);
+    ARK_ASSERT(test_load(&probes[0].resumes) >= 10);
+    ARK_ASSERT(test_load(&probes[1].resumes) >= 10);
     probe_finish();
 }
 
@@ -603,20 +603,20 @@ ARK_TEST(polling_non_async_services_never_polled)
     adapt_run_start(&a);
     adapt_run_start(&b);
     /* The async one is polled every millisecond meanwhile; the other never. */
-    while (adapt_load(&probes[1].resumes) < 20)
-        adapt_test_sleep_ms(1);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].suspends), 0);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].resumes), 0);
+    while (test_load(&probes[1].resumes) < 20)
+        test_sleep_ms(1);
+    ARK_ASSERT_EQ(test_load(&probes[0].suspends), 0);
+    ARK_ASSERT_EQ(test_load(&probes[0].resumes), 0);
     adapt_test_on_loop(1, decide_now, probes[0].last);
     adapt_test_on_loop(1, decide_now, probes[1].last);
-    adapt_test_wait(&a.done, 1, "chain a");
-    adapt_test_wait(&b.done, 1, "chain b");
-    ARK_ASSERT_EQ(adapt_load(&probes[0].suspends), 0);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].resumes), 0);
+    test_wait_for_count(&a.done, 1, "chain a");
+    test_wait_for_count(&b.done, 1, "chain b");
+    ARK_ASSERT_EQ(test_load(&probes[0].suspends), 0);
+    ARK_ASSERT_EQ(test_load(&probes[0].resumes), 0);
     /* Nothing live: the async service is left alone too. */
-    int suspends = adapt_load(&probes[1].suspends);
-    adapt_test_sleep_ms(30);
-    ARK_ASSERT_EQ(adapt_load(&probes[1].suspends), suspends);
+    int suspends = test_load(&probes[1].suspends);
+    test_sleep_ms(30);
+    ARK_ASSERT_EQ(test_load(&probes[1].suspends), suspends);
     adapt_run_release(&a);
     adapt_run_release(&b);
     probe_finish();
@@ -644,15 +644,15 @@ ARK_TEST(polling_host_resume_schedules_adapter_resume_later_on_its_own_thread)
         adapt_run_start(&runs[i]);
     }
     for (int i = 0; i < RUNS; i++) {
-        adapt_test_wait(&runs[i].done, 1, "a chain");
+        test_wait_for_count(&runs[i].done, 1, "a chain");
         ARK_ASSERT_EQ(runs[i].outcome, ECAP_OUTCOME_VIRGIN);
         adapt_run_release(&runs[i]);
     }
     /* Each resumed exactly once, never inside the service's resume, always on its owner. */
-    for (int i = 0; i < adapt_load(&all_count); i++)
-        ARK_ASSERT_EQ(adapt_load(&all_xactions[i]->resumes), 1);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].resume_inside_service_resume), 0);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].resume_on_wrong_thread), 0);
+    for (int i = 0; i < test_load(&all_count); i++)
+        ARK_ASSERT_EQ(test_load(&all_xactions[i]->resumes), 1);
+    ARK_ASSERT_EQ(test_load(&probes[0].resume_inside_service_resume), 0);
+    ARK_ASSERT_EQ(test_load(&probes[0].resume_on_wrong_thread), 0);
     struct ecap_service_stats stats;
     ecap_service_get_stats(service, &stats);
     ARK_ASSERT_EQ(stats.xaction_resumes, RUNS);
@@ -683,9 +683,9 @@ ARK_TEST(polling_stopped_transaction_never_resumed)
     adapt_run(&run);
     ARK_ASSERT_EQ(run.outcome, ECAP_OUTCOME_CANCELLED);
     ARK_ASSERT_EQ(run.decisions, 0);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].stops), 1);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].last->resumes), 0);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].calls_after_stop), 0);
+    ARK_ASSERT_EQ(test_load(&probes[0].stops), 1);
+    ARK_ASSERT_EQ(test_load(&probes[0].last->resumes), 0);
+    ARK_ASSERT_EQ(test_load(&probes[0].calls_after_stop), 0);
     struct ecap_service_stats stats;
     ecap_service_get_stats(service, &stats);
     ARK_ASSERT_EQ(stats.xaction_resumes, 0);
@@ -743,7 +743,7 @@ ARK_TEST(polling_any_order_and_number_of_suspend_and_resume)
         }
     }
     for (int i = 0; i < RUNS; i++) {
-        adapt_test_wait(&runs[i].done, 1, "a chain");
+        test_wait_for_count(&runs[i].done, 1, "a chain");
         ARK_ASSERT_EQ(runs[i].outcome, ECAP_OUTCOME_VIRGIN);
         adapt_run_release(&runs[i]);
     }
@@ -809,7 +809,7 @@ ARK_TEST(weak_reference_reports_gone_after_stop)
     struct adapt_run run = {
         .services = {service}, .service_count = 1, .head = "GET / HTTP/1.1\r\nHost: h\r\n\r\n"};
     adapt_run(&run);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].stops), 1);
+    ARK_ASSERT_EQ(test_load(&probes[0].stops), 1);
     /* From a worker thread: gone, although the probe's strong reference keeps the handle. */
     int live = -1;
     pthread_t worker;
@@ -860,7 +860,7 @@ ARK_TEST(references_taken_and_dropped_from_worker_threads_while_stopping)
     adapt_run(&run);
     for (int i = 0; i < 3; i++)
         pthread_join(hammers[i], NULL);
-    ARK_ASSERT_EQ(adapt_load(&probes[0].stops), 1);
+    ARK_ASSERT_EQ(test_load(&probes[0].stops), 1);
     adapt_run_release(&run);
     probe_finish(); /* ASan: no leak, no use after free */
 }

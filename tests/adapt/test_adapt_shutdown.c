@@ -48,8 +48,8 @@ static void spy_stop(void *xaction)
 {
     struct spy *x = xaction;
     if (eventer_is_loop(pthread_self()) < 0)
-        adapt_increment(&x->off_loop);
-    adapt_increment(&x->stops);
+        test_increment(&x->off_loop);
+    test_increment(&x->stops);
     x->inner->stop(x->data);
 }
 
@@ -78,15 +78,15 @@ static void spy_co_abandoned(void *argument)
 {
     struct spy *found = NULL;
     pthread_mutex_lock(&spies_lock);
-    for (int i = 0; i < adapt_load(&spy_count) && i < CHAINS; i++)
+    for (int i = 0; i < test_load(&spy_count) && i < CHAINS; i++)
         if (spies[i].data == argument)
             found = &spies[i];
     pthread_mutex_unlock(&spies_lock);
     if (found) {
-        adapt_increment(&found->abandoned);
+        test_increment(&found->abandoned);
         found->inner->co_abandoned(argument);
     } else {
-        adapt_increment(&abandoned_unknown);
+        test_increment(&abandoned_unknown);
     }
 }
 
@@ -109,7 +109,7 @@ static int spy_make(void *service, ecap_host_xaction_t *hostx,
                     const struct ecap_xaction_methods **methods, void **xaction)
 {
     pthread_mutex_lock(&spies_lock);
-    int index = adapt_increment(&spy_count) - 1;
+    int index = test_increment(&spy_count) - 1;
     if (index >= CHAINS) {
         pthread_mutex_unlock(&spies_lock);
         return ECAP_E_NOMEM;
@@ -126,8 +126,7 @@ static int spy_make(void *service, ecap_host_xaction_t *hostx,
 
 static int spy_async(void *service)
 {
-    return spied->methods->makes_async_xactions &&
-           spied->methods->makes_async_xactions(spied->data);
+    return ecap_service_is_async(spied);
 }
 
 static void spy_suspend(void *service, struct timeval *timeout)
@@ -183,7 +182,7 @@ static void wait_live(ecap_service_t *service, uint64_t count)
         ecap_service_get_stats(service, &stats);
         if (stats.live_xactions == count)
             return;
-        adapt_test_sleep_ms(1);
+        test_sleep_ms(1);
     }
     ark_test_fail(__FILE__, __LINE__, "transactions did not all start");
 }
@@ -194,12 +193,12 @@ static void shut_down_and_check(ecap_service_t *spy, ecap_service_t *inner)
     eventer_shutdown();
     eventer_cleanup();
     for (int i = 0; i < CHAINS; i++) {
-        ARK_ASSERT_MSG(adapt_load(&runs[i].done) == 1, "chain %d: on_done not delivered", i);
+        ARK_ASSERT_MSG(test_load(&runs[i].done) == 1, "chain %d: on_done not delivered", i);
         ARK_ASSERT_EQ(runs[i].outcome, ECAP_OUTCOME_ABORTED);
         ARK_ASSERT_EQ(runs[i].decisions, 0);
-        ARK_ASSERT_MSG(adapt_load(&spies[i].stops) == 1, "transaction %d: %d stops", i,
-                       adapt_load(&spies[i].stops));
-        ARK_ASSERT_EQ(adapt_load(&spies[i].off_loop), 0);
+        ARK_ASSERT_MSG(test_load(&spies[i].stops) == 1, "transaction %d: %d stops", i,
+                       test_load(&spies[i].stops));
+        ARK_ASSERT_EQ(test_load(&spies[i].off_loop), 0);
         adapt_run_release(&runs[i]);
     }
     struct ecap_service_stats stats;
@@ -250,13 +249,13 @@ ARK_TEST(shutdown_abandons_aco_transactions_parked_on_a_lookup)
         eventer_aco_get_stats(&stats);
         if (stats.live >= CHAINS)
             break;
-        adapt_test_sleep_ms(1);
+        test_sleep_ms(1);
     }
     shut_down_and_check(spy, aco);
     for (int i = 0; i < CHAINS; i++)
-        ARK_ASSERT_MSG(adapt_load(&spies[i].abandoned) == 1, "co of transaction %d: %d", i,
-                       adapt_load(&spies[i].abandoned));
-    ARK_ASSERT_EQ(adapt_load(&abandoned_unknown), 0);
+        ARK_ASSERT_MSG(test_load(&spies[i].abandoned) == 1, "co of transaction %d: %d", i,
+                       test_load(&spies[i].abandoned));
+    ARK_ASSERT_EQ(test_load(&abandoned_unknown), 0);
     close(server);
 }
 
@@ -273,7 +272,7 @@ static void run_aco_co(void)
     struct ecap_chain_result result;
     ecap_chain_run_aco(&service, 1, virgin, NULL, NULL, 0, NULL, &result);
     ecap_chain_result_release(&result);
-    adapt_increment(&run_aco_returned);
+    test_increment(&run_aco_returned);
 }
 
 static void start_run_aco(void *service)
@@ -293,7 +292,7 @@ ARK_TEST(shutdown_frees_chains_of_coroutines_waiting_in_chain_run_aco)
     eventer_shutdown();
     eventer_cleanup();
     /* The co-routines never resume; the host freed their chains (ASan: no leak). */
-    ARK_ASSERT_EQ(adapt_load(&run_aco_returned), 0);
+    ARK_ASSERT_EQ(test_load(&run_aco_returned), 0);
     struct ecap_service_stats stats;
     ecap_service_get_stats(async, &stats);
     ARK_ASSERT_EQ(stats.xactions, 4);
@@ -332,7 +331,7 @@ static int idle_make(void *service, ecap_host_xaction_t *hostx,
                      const struct ecap_xaction_methods **methods, void **xaction)
 {
     pthread_mutex_lock(&held_lock);
-    int index = adapt_load(&held_count);
+    int index = test_load(&held_count);
     if (index >= CHAINS) {
         pthread_mutex_unlock(&held_lock);
         return ECAP_E_NOMEM;
@@ -381,17 +380,17 @@ struct hammer {
 static void *hammer_main(void *argument)
 {
     struct hammer *h = argument;
-    while (!adapt_load(&h->quit)) {
-        int count = adapt_load(&held_count);
+    while (!test_load(&h->quit)) {
+        int count = test_load(&held_count);
         for (int i = 0; i < count; i++) {
-            int after = adapt_load(&h->torn_down);
+            int after = test_load(&h->torn_down);
             int status = ecap_host_xaction_wake(held[i]);
             if (status == ECAP_OK) {
-                adapt_increment(&h->accepted);
+                test_increment(&h->accepted);
                 if (after)
                     h->late_accepted++;
             } else if (status == ECAP_E_STOPPED) {
-                adapt_increment(&h->refused);
+                test_increment(&h->refused);
             } else {
                 h->other++;
             }
@@ -415,20 +414,20 @@ ARK_TEST(wake_from_a_worker_racing_with_shutdown_is_refused_safely)
         memset(&h, 0, sizeof(h));
         pthread_t thread;
         ARK_ASSERT_EQ(pthread_create(&thread, NULL, hammer_main, &h), 0);
-        adapt_test_wait(&held_count, CHAINS, "the transactions");
-        adapt_test_wait(&h.accepted, 100, "wakes of live transactions");
+        test_wait_for_count(&held_count, CHAINS, "the transactions");
+        test_wait_for_count(&h.accepted, 100, "wakes of live transactions");
         /* The worker keeps waking while the loops stop and the eventer frees them. */
         eventer_shutdown();
         eventer_cleanup();
         __atomic_store_n(&h.torn_down, 1, __ATOMIC_RELEASE);
-        int refused = adapt_load(&h.refused);
-        adapt_test_wait(&h.refused, refused + 2 * CHAINS, "wakes after the teardown");
+        int refused = test_load(&h.refused);
+        test_wait_for_count(&h.refused, refused + 2 * CHAINS, "wakes after the teardown");
         __atomic_store_n(&h.quit, 1, __ATOMIC_RELEASE);
         pthread_join(thread, NULL);
         ARK_ASSERT_EQ(h.late_accepted, 0);
         ARK_ASSERT_EQ(h.other, 0);
         for (int i = 0; i < CHAINS; i++) {
-            ARK_ASSERT_EQ(adapt_load(&runs[i].done), 1);
+            ARK_ASSERT_EQ(test_load(&runs[i].done), 1);
             ARK_ASSERT_EQ(runs[i].outcome, ECAP_OUTCOME_ABORTED);
             adapt_run_release(&runs[i]);
         }

@@ -27,7 +27,7 @@ static int spy_resumes; /* atomic */
 static void spy_check(struct spy_xaction *x)
 {
     if (x->stopped || !pthread_equal(x->owner, pthread_self()))
-        adapt_increment(&violations);
+        test_increment(&violations);
 }
 
 static void spy_start(void *xaction)
@@ -42,7 +42,7 @@ static void spy_stop(void *xaction)
     struct spy_xaction *x = xaction;
     spy_check(x);
     x->stopped = 1;
-    adapt_increment(&spy_stops);
+    test_increment(&spy_stops);
     x->inner->stop(x->inner_data);
     free(x);
 }
@@ -51,7 +51,7 @@ static void spy_resume(void *xaction)
 {
     struct spy_xaction *x = xaction;
     spy_check(x);
-    adapt_increment(&spy_resumes);
+    test_increment(&spy_resumes);
     x->inner->resume(x->inner_data);
 }
 
@@ -179,7 +179,7 @@ void adapt_stress_run(ecap_service_t *inner, const char *head, int *blocked)
             ARK_ASSERT_EQ(eventer_impl_run_on_loop(i % 2, start_with_cancel, &runs[i]), 0);
         }
         for (int i = first; i < first + BATCH; i++) {
-            adapt_test_wait(&runs[i].run.done, 1, "a stress chain");
+            test_wait_for_count(&runs[i].run.done, 1, "a stress chain");
             enum ecap_outcome outcome = runs[i].run.outcome;
             ARK_ASSERT(outcome == ECAP_OUTCOME_VIRGIN || outcome == ECAP_OUTCOME_CANCELLED ||
                        outcome == ECAP_OUTCOME_BLOCKED);
@@ -190,15 +190,15 @@ void adapt_stress_run(ecap_service_t *inner, const char *head, int *blocked)
         }
     }
     /* Let the cancel timers of finished chains fire before the eventer goes. */
-    adapt_test_sleep_ms(5);
+    test_sleep_ms(5);
     struct ecap_service_stats stats;
     ecap_service_get_stats(spy, &stats);
     ARK_ASSERT_EQ(stats.xactions, TOTAL);
     ARK_ASSERT_EQ(stats.live_xactions, 0);
     ARK_ASSERT_EQ(stats.misuses, 0);
-    ARK_ASSERT_EQ(adapt_load(&spy_stops), TOTAL);
-    ARK_ASSERT_EQ(adapt_load(&violations), 0);
-    ARK_ASSERT_EQ((uint64_t)adapt_load(&spy_resumes), stats.xaction_resumes);
+    ARK_ASSERT_EQ(test_load(&spy_stops), TOTAL);
+    ARK_ASSERT_EQ(test_load(&violations), 0);
+    ARK_ASSERT_EQ((uint64_t)test_load(&spy_resumes), stats.xaction_resumes);
     int decided = 0;
     for (int i = 0; i < TOTAL; i++)
         decided += runs[i].run.outcome != ECAP_OUTCOME_CANCELLED;
@@ -216,7 +216,7 @@ void adapt_stress_run(ecap_service_t *inner, const char *head, int *blocked)
         eventer_aco_get_stats(&aco);
         if (aco.live == 0)
             break;
-        adapt_test_sleep_ms(1);
+        test_sleep_ms(1);
     }
     adapt_test_stop();
     free(runs);
