@@ -1100,24 +1100,14 @@ static int opset_set_opset(void *closure, eventer_fd_opset_t opset)
     return 0;
 }
 
-static void *opset_get_opset_ctx(void *closure)
-{
-    return ((eventer_t)closure)->opset_ctx;
-}
-
-static void opset_set_opset_ctx(void *closure, void *context)
-{
-    ((eventer_t)closure)->opset_ctx = context;
-}
-
 static struct _fd_opset aco_opset = {
     .accept = opset_accept,
     .read = opset_read,
     .write = opset_write,
     .close = opset_close,
     .set_opset = opset_set_opset,
-    .get_opset_ctx = opset_get_opset_ctx,
-    .set_opset_ctx = opset_set_opset_ctx,
+    .get_opset_ctx = eventer_impl_get_opset_ctx,
+    .set_opset_ctx = eventer_impl_set_opset_ctx,
     .name = "aco",
 };
 

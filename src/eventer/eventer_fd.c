@@ -53,12 +53,12 @@ static int generic_set_opset(void *closure, eventer_fd_opset_t opset)
     return 0;
 }
 
-static void *generic_get_opset_ctx(void *closure)
+void *eventer_impl_get_opset_ctx(void *closure)
 {
     return ((eventer_t)closure)->opset_ctx;
 }
 
-static void generic_set_opset_ctx(void *closure, void *context)
+void eventer_impl_set_opset_ctx(void *closure, void *context)
 {
     ((eventer_t)closure)->opset_ctx = context;
 }
@@ -69,41 +69,44 @@ static struct _fd_opset posix_opset = {
     .write = posix_write,
     .close = posix_close,
     .set_opset = generic_set_opset,
-    .get_opset_ctx = generic_get_opset_ctx,
-    .set_opset_ctx = generic_set_opset_ctx,
+    .get_opset_ctx = eventer_impl_get_opset_ctx,
+    .set_opset_ctx = eventer_impl_set_opset_ctx,
     .name = "POSIX",
 };
 
 eventer_fd_opset_t eventer_POSIX_fd_opset = &posix_opset;
 
-int eventer_read(eventer_t e, void *buffer, size_t length, int *mask)
+/* Inside a co a classic event cannot wait for its descriptor: report the misuse. */
+static inline void check_not_classic_in_co(const char *call, eventer_t e)
 {
     if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
-        eventer_impl_aco_classic_misuse("eventer_read", e);
+        eventer_impl_aco_classic_misuse(call, e);
+}
+
+int eventer_read(eventer_t e, void *buffer, size_t length, int *mask)
+{
+    check_not_classic_in_co("eventer_read", e);
     int ignored;
     return e->opset->read(e->fd, buffer, length, mask ? mask : &ignored, e);
 }
 
 int eventer_write(eventer_t e, const void *buffer, size_t length, int *mask)
 {
-    if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
-        eventer_impl_aco_classic_misuse("eventer_write", e);
+    check_not_classic_in_co("eventer_write", e);
     int ignored;
     return e->opset->write(e->fd, buffer, length, mask ? mask : &ignored, e);
 }
 
 int eventer_accept(eventer_t e, struct sockaddr *address, socklen_t *length, int *mask)
 {
-    if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
-        eventer_impl_aco_classic_misuse("eventer_accept", e);
+    check_not_classic_in_co("eventer_accept", e);
     int ignored;
     return e->opset->accept(e->fd, address, length, mask ? mask : &ignored, e);
 }
 
 int eventer_close(eventer_t e, int *mask)
 {
-    if (mtev_unlikely(eventer_impl_aco_running != NULL) && !(e->flags & EVENT_FLAG_ACO))
-        eventer_impl_aco_classic_misuse("eventer_close", e);
+    check_not_classic_in_co("eventer_close", e);
     int ignored;
     return e->opset->close(e->fd, mask ? mask : &ignored, e);
 }

@@ -220,6 +220,13 @@ typedef void (*eventer_loop_exit_hook_t)(void *closure, int loop_index);
 int eventer_impl_register_loop_exit_hook(eventer_loop_exit_hook_t hook, void *closure);
 void eventer_impl_unregister_loop_exit_hook(int handle);
 
+/*
+ * get_opset_ctx/set_opset_ctx for any opset whose closure is the event: they read and store
+ * the event's `opset_ctx`.
+ */
+void *eventer_impl_get_opset_ctx(void *closure);
+void eventer_impl_set_opset_ctx(void *closure, void *context);
+
 /* Sets the event eventer_get_this_event() reports on this thread; returns the previous. */
 eventer_t eventer_impl_set_this_event(eventer_t e);
 

@@ -81,13 +81,38 @@ void test_exchange(int fd, const char *text)
     ARK_ASSERT(memcmp(buffer, text, length) == 0);
 }
 
-void test_expect_abort(void (*function)(void *), const char *needle)
+static void expect_abort_with(void (*function)(void *), void *argument, const char *needle)
 {
     char text[8192];
-    int status = ark_test_run_in_child(function, NULL, text, sizeof(text));
+    int status = ark_test_run_in_child(function, argument, text, sizeof(text));
     ARK_ASSERT_MSG(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
                    "expected an abort with \"%s\", status %d, stderr: %s", needle, status, text);
     ARK_ASSERT_MSG(strstr(text, needle) != NULL, "expected \"%s\" in: %s", needle, text);
+}
+
+void test_expect_abort(void (*function)(void *), const char *needle)
+{
+    expect_abort_with(function, NULL, needle);
+}
+
+/* A function pointer may not travel as a void *, so the child gets it in a struct. */
+struct co_body {
+    void (*body)(void);
+};
+
+static void start_body_then_wait(void *argument)
+{
+    const struct co_body *co = argument;
+    test_eventer_start(2);
+    static int never;
+    eventer_aco_start(co->body, NULL);
+    test_wait_for_count(&never, 1, "misuse never aborted");
+}
+
+void test_expect_abort_in_co(void (*body)(void), const char *needle)
+{
+    struct co_body co = {body};
+    expect_abort_with(start_body_then_wait, &co, needle);
 }
 
 static int accept_connections(eventer_t e, int mask, void *closure, struct timeval *now)

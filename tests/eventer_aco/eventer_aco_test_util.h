@@ -22,6 +22,11 @@ int test_connect_blocking(int port);
 void test_exchange(int fd, const char *text);
 /* Runs `function` in a child process and asserts it aborts with `needle` on stderr. */
 void test_expect_abort(void (*function)(void *), const char *needle);
+/*
+ * In a child process: starts the eventer (2 loops), runs `body` as a co and asserts the child
+ * aborts with `needle` on stderr (the body is expected to misuse the API).
+ */
+void test_expect_abort_in_co(void (*body)(void), const char *needle);
 
 /*
  * A TCP server on 127.0.0.1: its listener's classic callback accepts every connection and

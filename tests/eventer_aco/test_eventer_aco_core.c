@@ -803,14 +803,6 @@ ARK_TEST(debug_stream_reports_stack_sizes_on_resume)
 
 /* ---- misuse, each in a child process ---- */
 
-static void in_co_then(void (*body)(void))
-{
-    test_eventer_start(2);
-    static int done;
-    eventer_aco_start(body, NULL);
-    test_wait_for_count(&done, 1, "misuse never aborted");
-}
-
 static void classic_read_in_co(void)
 {
     int pair[2];
@@ -889,34 +881,6 @@ static void aco_read_on_classic(void)
     aco_exit();
 }
 
-static void child_classic_read(void *unused)
-{
-    in_co_then(classic_read_in_co);
-}
-static void child_returns(void *unused)
-{
-    in_co_then(returns_without_exit);
-}
-static void child_convert_registered(void *unused)
-{
-    in_co_then(convert_registered);
-}
-static void child_convert_copy_of_registered(void *unused)
-{
-    in_co_then(convert_copy_of_registered);
-}
-static void child_convert_twice(void *unused)
-{
-    in_co_then(convert_twice);
-}
-static void child_convert_timer(void *unused)
-{
-    in_co_then(convert_timer);
-}
-static void child_aco_read_on_classic(void *unused)
-{
-    in_co_then(aco_read_on_classic);
-}
 static void child_arg_outside(void *unused)
 {
     test_eventer_start(2);
@@ -941,19 +905,19 @@ static void child_convert_outside(void *unused)
 
 ARK_TEST(misuse_is_reported_clearly)
 {
-    test_expect_abort(child_classic_read, "eventer_read: called from inside a co-routine");
-    test_expect_abort(child_classic_read, "convert it with eventer_set_eventer_aco()");
+    test_expect_abort_in_co(classic_read_in_co, "eventer_read: called from inside a co-routine");
+    test_expect_abort_in_co(classic_read_in_co, "convert it with eventer_set_eventer_aco()");
     char needle[128];
     snprintf(needle, sizeof(needle), "co-routine function %p", (void *)returns_without_exit);
-    test_expect_abort(child_returns, needle);
-    test_expect_abort(child_returns, "returned without calling aco_exit()");
-    test_expect_abort(child_convert_registered, "is still registered with the eventer");
-    test_expect_abort(child_convert_twice, "is already an aco event");
-    test_expect_abort(child_convert_copy_of_registered,
-                      "is still registered with the eventer by classic event");
-    test_expect_abort(child_convert_timer, "is not an fd event");
-    test_expect_abort(child_aco_read_on_classic, "eventer_aco_read: event");
-    test_expect_abort(child_aco_read_on_classic, "is not an aco event");
+    test_expect_abort_in_co(returns_without_exit, needle);
+    test_expect_abort_in_co(returns_without_exit, "returned without calling aco_exit()");
+    test_expect_abort_in_co(convert_registered, "is still registered with the eventer");
+    test_expect_abort_in_co(convert_twice, "is already an aco event");
+    test_expect_abort_in_co(convert_copy_of_registered,
+                            "is still registered with the eventer by classic event");
+    test_expect_abort_in_co(convert_timer, "is not an fd event");
+    test_expect_abort_in_co(aco_read_on_classic, "eventer_aco_read: event");
+    test_expect_abort_in_co(aco_read_on_classic, "is not an aco event");
     test_expect_abort(child_arg_outside, "eventer_aco_arg: must be called inside a co-routine");
     test_expect_abort(child_sleep_outside, "eventer_aco_sleep: must be called inside a co-routine");
     test_expect_abort(child_start_before_init, "eventer_aco_start: the eventer is not running");

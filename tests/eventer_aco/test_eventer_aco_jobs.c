@@ -425,14 +425,6 @@ static void stack_closure_co(void)
     aco_exit();
 }
 
-static void child_stack_closure(void *unused)
-{
-    test_eventer_start(2);
-    static int never;
-    eventer_aco_start(stack_closure_co, NULL);
-    test_wait_for_count(&never, 1, "misuse never aborted");
-}
-
 static void child_gate_outside(void *unused)
 {
     test_eventer_start(2);
@@ -447,7 +439,7 @@ static void child_simple_outside(void *unused)
 
 ARK_TEST(job_misuse_is_reported_clearly)
 {
-    test_expect_abort(child_stack_closure, "points into the co-routine's shared stack");
+    test_expect_abort_in_co(stack_closure_co, "points into the co-routine's shared stack");
     test_expect_abort(child_gate_outside, "eventer_aco_gate: must be called inside a co-routine");
     test_expect_abort(child_simple_outside,
                       "eventer_aco_simple_asynch: must be called inside a co-routine");
