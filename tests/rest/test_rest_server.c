@@ -774,12 +774,7 @@ ARK_TEST(rest_over_tls_classic_and_aco)
 {
     char directory[] = "/tmp/ark_rest_tls_XXXXXX";
     ARK_ASSERT(mkdtemp(directory));
-    char command[512];
-    snprintf(command, sizeof(command),
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-             "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
-             directory, directory);
-    ARK_ASSERT_EQ(system(command), 0);
+    ark_net_make_certificate(directory);
     static char attributes[512];
     snprintf(attributes, sizeof(attributes),
              "ssl=\"on\"><sslconfig><certificate_file>%s/cert.pem</certificate_file>"
@@ -811,6 +806,7 @@ ARK_TEST(rest_over_tls_classic_and_aco)
     usleep(100000);
     listener_attributes = "";
     stop_server();
+    char command[256];
     snprintf(command, sizeof(command), "rm -rf %s", directory);
     ARK_ASSERT_EQ(system(command), 0);
 }
