@@ -13,7 +13,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <arpa/inet.h>
 #include <errno.h>
-#include <libxml/tree.h>
 #include <netinet/in.h>
 #include <pcre2.h>
 #include <pthread.h>
@@ -243,11 +242,8 @@ static void load_acl(void)
     if (count > 0)
         acl = calloc((size_t)count, sizeof(*acl));
     for (int i = 0; acl && i < count; i++) {
-        xmlNodePtr node = mtev_conf_section_to_xmlnodeptr(sections[i]);
         char where[512];
-        snprintf(where, sizeof(where), "%s:%ld",
-                 node && node->doc && node->doc->URL ? (const char *)node->doc->URL : "?",
-                 node ? xmlGetLineNo(node) : 0L);
+        ark_listener_describe_location(sections[i], where, sizeof(where));
         struct acl_rule rule = {0};
         char *type = NULL, *url = NULL, *ip = NULL;
         int ok = 1;

@@ -633,6 +633,20 @@ ARK_TEST(rest_acl_restricts_when_configured)
     stop_server();
 }
 
+ARK_TEST(rest_acl_bad_rules_are_logged_with_their_location)
+{
+    mtev_log_stream_set_writer(mtev_error, capture, NULL);
+    start_server(NULL, "<rest><acl><rule type=\"maybe\"/><rule type=\"allow\" ip=\"not-an-ip\"/>"
+                       "</acl></rest>");
+    mtev_log_stream_set_writer(mtev_error, NULL, NULL);
+    ARK_ASSERT_MSG(captured_has("rest.conf:1: rest acl rule: type must be \"allow\" or \"deny\""),
+                   "%s", captured);
+    ARK_ASSERT_MSG(
+        captured_has("rest.conf:1: rest acl rule: ip \"not-an-ip\" is not an address or CIDR"),
+        "%s", captured);
+    stop_server();
+}
+
 ARK_TEST(rest_aco_mountpoint_runs_the_seed_handler_in_a_co)
 {
     start_server(NULL, NULL);
