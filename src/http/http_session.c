@@ -390,8 +390,11 @@ const char *mtev_http_request_orig_querystring(mtev_http_request *req)
     return req->query ? req->query : "";
 }
 
-static void parse_params(mtev_http_request *req)
+/* Decodes the query string on first use: most handlers never ask for a parameter. */
+static void ensure_params(mtev_http_request *req)
 {
+    if (req->params_parsed)
+        return;
     req->params_parsed = 1;
     const char *query = mtev_http_request_orig_querystring(req);
     size_t length = strlen(query);
@@ -428,8 +431,7 @@ static void parse_params(mtev_http_request *req)
 
 const char *mtev_http_request_querystring(mtev_http_request *req, const char *name)
 {
-    if (!req->params_parsed)
-        parse_params(req);
+    ensure_params(req);
     for (int i = 0; i < req->param_count; i++)
         if (strcmp(req->params[i].name, name) == 0)
             return req->params[i].value;
@@ -438,16 +440,14 @@ const char *mtev_http_request_querystring(mtev_http_request *req, const char *na
 
 int mtev_http_request_querystring_count(mtev_http_request *req)
 {
-    if (!req->params_parsed)
-        parse_params(req);
+    ensure_params(req);
     return req->param_count;
 }
 
 int mtev_http_request_querystring_at(mtev_http_request *req, int index, const char **name,
                                      const char **value)
 {
-    if (!req->params_parsed)
-        parse_params(req);
+    ensure_params(req);
     if (index < 0 || index >= req->param_count)
         return -1;
     *name = req->params[index].name;

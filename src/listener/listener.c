@@ -445,7 +445,7 @@ static int accept_callback(eventer_t e, int mask, void *closure, struct timeval 
 
 /* ---- opening ---- */
 
-static void describe_location(mtev_conf_section_t section, char *buffer, size_t capacity)
+void ark_listener_describe_location(mtev_conf_section_t section, char *buffer, size_t capacity)
 {
     xmlNodePtr node = mtev_conf_section_to_xmlnodeptr(section);
     const char *file = node && node->doc && node->doc->URL ? (const char *)node->doc->URL : "?";
@@ -573,7 +573,7 @@ static void listener_free(struct listener *listener)
 static int open_listener(mtev_conf_section_t section)
 {
     char where[512];
-    describe_location(section, where, sizeof(where));
+    ark_listener_describe_location(section, where, sizeof(where));
     char *type = NULL, *address = NULL, *port_text = NULL, *backlog_text = NULL, *ssl_text = NULL;
     mtev_boolean ssl = mtev_false;
     int result = -1;

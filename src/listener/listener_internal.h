@@ -39,6 +39,11 @@ struct mtev_acceptor_closure {
 
 /* Looks a key up in a listener's configuration. */
 const char *ark_listener_config_get(const struct ark_listener_config *config, const char *key);
+/*
+ * Writes "file:line" of a configuration section into `buffer` ("?:0" when unknown), the
+ * prefix of the error lines about it.
+ */
+void ark_listener_describe_location(mtev_conf_section_t section, char *buffer, size_t capacity);
 
 /* TLS (listener_tls.c). Returns an SSL_CTX * from <sslconfig>, or NULL after logging. */
 void *ark_tls_context_from_config(mtev_conf_section_t listener, const char *where);

@@ -13,7 +13,6 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <arpa/inet.h>
 #include <errno.h>
-#include <libxml/tree.h>
 #include <netinet/in.h>
 #include <pcre2.h>
 #include <pthread.h>
@@ -243,11 +242,8 @@ static void load_acl(void)
     if (count > 0)
         acl = calloc((size_t)count, sizeof(*acl));
     for (int i = 0; acl && i < count; i++) {
-        xmlNodePtr node = mtev_conf_section_to_xmlnodeptr(sections[i]);
         char where[512];
-        snprintf(where, sizeof(where), "%s:%ld",
-                 node && node->doc && node->doc->URL ? (const char *)node->doc->URL : "?",
-                 node ? xmlGetLineNo(node) : 0L);
+        ark_listener_describe_location(sections[i], where, sizeof(where));
         struct acl_rule rule = {0};
         char *type = NULL, *url = NULL, *ip = NULL;
         int ok = 1;
@@ -373,6 +369,17 @@ static void simple_answer(mtev_http_session_ctx *ctx, int status, const char *re
     mtev_http_response_end(ctx);
 }
 
+/*
+ * Runs a mountpoint's handler. One that wants more (body bytes to come) is called again
+ * directly on the next dispatch, without routing or authorizing the request a second time.
+ */
+static int run_handler(mtev_http_rest_closure_t *restc, rest_request_handler handler)
+{
+    int wants = handler(restc, restc->nparams, restc->params);
+    restc->fastpath = wants ? handler : NULL;
+    return wants;
+}
+
 static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
 {
     struct rest_state *state = closure;
@@ -381,21 +388,12 @@ static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
         return 0;
     }
     mtev_http_rest_closure_t *restc = &state->restc;
-    if (restc->fastpath) {
-        int wants = restc->fastpath(restc, restc->nparams, restc->params);
-        if (!wants)
-            restc->fastpath = NULL;
-        return wants;
-    }
+    if (restc->fastpath)
+        return run_handler(restc, restc->fastpath);
     if (state->resume_in_aco) {
         state->resume_in_aco = 0;
         restc->aco_enabled = mtev_true;
-        rest_request_handler handler =
-            __atomic_load_n(&state->mountpoint->handler, __ATOMIC_ACQUIRE);
-        int wants = handler(restc, restc->nparams, restc->params);
-        if (wants)
-            restc->fastpath = handler;
-        return wants;
+        return run_handler(restc, __atomic_load_n(&state->mountpoint->handler, __ATOMIC_ACQUIRE));
     }
     mtev_http_request *req = mtev_http_session_request(ctx);
     const char *method = mtev_http_request_method_str(req);
@@ -441,10 +439,7 @@ static int rest_dispatch(mtev_http_session_ctx *ctx, void *closure)
         mtevL(rest_error, "rest: %s %s: cannot start a co-routine; running the handler here\n",
               method, path);
     }
-    int wants = handler(restc, restc->nparams, restc->params);
-    if (wants)
-        restc->fastpath = handler;
-    return wants;
+    return run_handler(restc, handler);
 }
 
 mtev_boolean mtev_rest_complete_upload(mtev_http_rest_closure_t *restc, int *mask)

@@ -294,7 +294,6 @@ static bool method_is(const char *rule_method, const char *method, size_t length
 static pthread_key_t match_data_key;
 static pthread_once_t match_data_once = PTHREAD_ONCE_INIT;
 static __thread pcre2_match_data *cached_match_data;
-static __thread uint32_t cached_match_pairs;
 
 static void free_thread_match_data(void *data)
 {
@@ -308,7 +307,7 @@ static void create_match_data_key(void)
 
 static pcre2_match_data *thread_match_data(uint32_t pairs)
 {
-    if (cached_match_data && cached_match_pairs >= pairs)
+    if (cached_match_data && pcre2_get_ovector_count(cached_match_data) >= pairs)
         return cached_match_data;
     pthread_once(&match_data_once, create_match_data_key);
     pcre2_match_data *data = pcre2_match_data_create(pairs < 8 ? 8 : pairs, NULL);
@@ -316,7 +315,6 @@ static pcre2_match_data *thread_match_data(uint32_t pairs)
         return NULL;
     pcre2_match_data_free(cached_match_data);
     cached_match_data = data;
-    cached_match_pairs = pairs < 8 ? 8 : pairs;
     pthread_setspecific(match_data_key, data);
     return data;
 }

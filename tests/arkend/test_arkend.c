@@ -38,18 +38,6 @@ static void remove_directory(void)
     ARK_ASSERT_EQ(system(command), 0);
 }
 
-/* A port that was free a moment ago (the kernel's choice for port 0). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ARK_ASSERT_EQ(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
-    socklen_t length = sizeof(address);
-    getsockname(fd, (struct sockaddr *)&address, &length);
-    close(fd);
-    return ntohs(address.sin_port);
-}
-
 static void write_file(const char *name, const char *text, char *path, size_t capacity)
 {
     snprintf(path, capacity, "%s/%s", directory, name);
@@ -117,8 +105,8 @@ static int aco_port;
 
 static pid_t start_on_free_port(int *port)
 {
-    *port = free_port();
-    aco_port = free_port();
+    *port = ark_net_free_port();
+    aco_port = ark_net_free_port();
     char config[512], path[128];
     snprintf(config, sizeof(config),
              "<arkend><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" "
@@ -239,7 +227,7 @@ ARK_TEST(arkend_daemonizes_writes_its_pid_file_and_stops_by_that_pid)
     /* The daemon is reparented to this process, which can then wait for its exit status. */
     ARK_ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
     signal(SIGABRT, kill_daemon_on_abort);
-    int port = free_port();
+    int port = ark_net_free_port();
     char config[512], config_path[128], pid_path[160], log_path[160], stderr_path[160];
     snprintf(config, sizeof(config),
              "<arkend><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" "

@@ -19,17 +19,6 @@
 static char directory[64];
 static pid_t child;
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ARK_ASSERT_EQ(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
-    socklen_t length = sizeof(address);
-    getsockname(fd, (struct sockaddr *)&address, &length);
-    close(fd);
-    return ntohs(address.sin_port);
-}
-
 /* Writes the configuration, starts `program` with it, waits until `port` answers. */
 static int start_example(const char *program, const char *config, int port)
 {
@@ -81,7 +70,7 @@ static const char *listener_config(int port)
 
 ARK_TEST(example_aco_listener_thanks_and_quitter)
 {
-    int port = free_port();
+    int port = ark_net_free_port();
     int fd = start_example(ACO_LISTENER_PATH, listener_config(port), port);
     char buffer[256];
     /* The seed writes 9 bytes of "thanks!\n": its terminating NUL travels too. */
@@ -98,7 +87,7 @@ ARK_TEST(example_aco_listener_thanks_and_quitter)
 
 ARK_TEST_TIMEOUT(example_aco_listener_says_bye_after_ten_idle_seconds, 60)
 {
-    int port = free_port();
+    int port = ark_net_free_port();
     int fd = start_example(ACO_LISTENER_PATH, listener_config(port), port);
     /* Several idle clients at once: each co has its own 10 s read timeout. */
     int others[3];
@@ -129,7 +118,7 @@ ARK_TEST_TIMEOUT(example_aco_listener_says_bye_after_ten_idle_seconds, 60)
 
 ARK_TEST(example_aco_rest_hello)
 {
-    int port = free_port();
+    int port = ark_net_free_port();
     char config[256];
     snprintf(config, sizeof(config),
              "<myapp><listeners><listener type=\"http_rest_api\" address=\"127.0.0.1\" "

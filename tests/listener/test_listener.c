@@ -313,21 +313,11 @@ ARK_TEST(listener_survives_running_out_of_descriptors)
 
 /* ---- TLS ---- */
 
-static void make_certificate(const char *directory)
-{
-    char command[512];
-    snprintf(command, sizeof(command),
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-             "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
-             directory, directory);
-    ARK_ASSERT_EQ(system(command), 0);
-}
-
 ARK_TEST(listener_tls_echo)
 {
     char directory[] = "/tmp/ark_tls_XXXXXX";
     ARK_ASSERT(mkdtemp(directory));
-    make_certificate(directory);
+    ark_net_make_certificate(directory);
     char xml[1024];
     snprintf(xml, sizeof(xml),
              "<app><listeners><listener type=\"echo\" address=\"127.0.0.1\" port=\"0\" "
@@ -380,7 +370,7 @@ ARK_TEST(listener_tls_unreadable_ca_chain_is_a_clear_error)
 {
     char directory[] = "/tmp/ark_tls_ca_XXXXXX";
     ARK_ASSERT(mkdtemp(directory));
-    make_certificate(directory);
+    ark_net_make_certificate(directory);
     char xml[1024];
     snprintf(xml, sizeof(xml),
              "<app><listeners><listener type=\"echo\" address=\"127.0.0.1\" port=\"0\" "

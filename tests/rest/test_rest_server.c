@@ -633,6 +633,20 @@ ARK_TEST(rest_acl_restricts_when_configured)
     stop_server();
 }
 
+ARK_TEST(rest_acl_bad_rules_are_logged_with_their_location)
+{
+    mtev_log_stream_set_writer(mtev_error, capture, NULL);
+    start_server(NULL, "<rest><acl><rule type=\"maybe\"/><rule type=\"allow\" ip=\"not-an-ip\"/>"
+                       "</acl></rest>");
+    mtev_log_stream_set_writer(mtev_error, NULL, NULL);
+    ARK_ASSERT_MSG(captured_has("rest.conf:1: rest acl rule: type must be \"allow\" or \"deny\""),
+                   "%s", captured);
+    ARK_ASSERT_MSG(
+        captured_has("rest.conf:1: rest acl rule: ip \"not-an-ip\" is not an address or CIDR"),
+        "%s", captured);
+    stop_server();
+}
+
 ARK_TEST(rest_aco_mountpoint_runs_the_seed_handler_in_a_co)
 {
     start_server(NULL, NULL);
@@ -774,12 +788,7 @@ ARK_TEST(rest_over_tls_classic_and_aco)
 {
     char directory[] = "/tmp/ark_rest_tls_XXXXXX";
     ARK_ASSERT(mkdtemp(directory));
-    char command[512];
-    snprintf(command, sizeof(command),
-             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
-             "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
-             directory, directory);
-    ARK_ASSERT_EQ(system(command), 0);
+    ark_net_make_certificate(directory);
     static char attributes[512];
     snprintf(attributes, sizeof(attributes),
              "ssl=\"on\"><sslconfig><certificate_file>%s/cert.pem</certificate_file>"
@@ -811,6 +820,7 @@ ARK_TEST(rest_over_tls_classic_and_aco)
     usleep(100000);
     listener_attributes = "";
     stop_server();
+    char command[256];
     snprintf(command, sizeof(command), "rm -rf %s", directory);
     ARK_ASSERT_EQ(system(command), 0);
 }

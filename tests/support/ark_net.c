@@ -1,6 +1,8 @@
 /* Loopback client helpers (see ark_net.h). */
 #include "ark_net.h"
 
+#include "ark_test.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -168,6 +170,26 @@ const char *ark_net_http_header(const char *response, const char *name, char *va
 }
 
 /*
+ * Appends one received byte (NUL-terminated), so bytes past what the caller looks for stay in
+ * the socket; 0, or -1 on a full buffer, EOF, an error or the timeout.
+ */
+static int receive_byte(int fd, char *buffer, size_t *used, size_t capacity)
+{
+    if (*used + 1 >= capacity)
+        return -1;
+    for (;;) {
+        ssize_t got = recv(fd, buffer + *used, 1, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return -1;
+        (*used)++;
+        buffer[*used] = '\0';
+        return 0;
+    }
+}
+
+/*
  * Reads one response by receiving one byte at a time after the head, so bytes of a following
  * (pipelined) response are never consumed.
  */
@@ -176,15 +198,8 @@ ssize_t ark_net_read_http_response(int fd, char *buffer, size_t capacity, int *s
     size_t used = 0;
     buffer[0] = '\0';
     while (!strstr(buffer, "\r\n\r\n")) {
-        if (used + 1 >= capacity)
+        if (receive_byte(fd, buffer, &used, capacity) < 0)
             return -1;
-        ssize_t got = recv(fd, buffer + used, 1, 0);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return -1;
-        used++;
-        buffer[used] = '\0';
     }
     int code = 0;
     if (sscanf(buffer, "HTTP/1.%*d %d", &code) != 1)
@@ -213,15 +228,8 @@ ssize_t ark_net_read_http_response(int fd, char *buffer, size_t capacity, int *s
     if (ark_net_http_header(buffer, "Transfer-Encoding", value, sizeof(value))) {
         while (!strstr(buffer + head_length, "\r\n0\r\n\r\n") &&
                strncmp(buffer + head_length, "0\r\n\r\n", 5) != 0) {
-            if (used + 1 >= capacity)
+            if (receive_byte(fd, buffer, &used, capacity) < 0)
                 return -1;
-            ssize_t got = recv(fd, buffer + used, 1, 0);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0)
-                return -1;
-            used++;
-            buffer[used] = '\0';
         }
         return (ssize_t)used;
     }
@@ -239,4 +247,26 @@ int ark_net_peer_closed(int fd)
             continue;
         return got == 0 || (got < 0 && errno == ECONNRESET);
     }
+}
+
+int ark_net_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ARK_ASSERT_GE(fd, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ARK_ASSERT_EQ(bind(fd, (struct sockaddr *)&address, sizeof(address)), 0);
+    socklen_t length = sizeof(address);
+    getsockname(fd, (struct sockaddr *)&address, &length);
+    close(fd);
+    return ntohs(address.sin_port);
+}
+
+void ark_net_make_certificate(const char *directory)
+{
+    char command[512];
+    snprintf(command, sizeof(command),
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+             "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1",
+             directory, directory);
+    ARK_ASSERT_EQ(system(command), 0);
 }

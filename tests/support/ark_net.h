@@ -37,5 +37,16 @@ const char *ark_net_http_header(const char *response, const char *name, char *va
                                 size_t capacity);
 /* True when the peer closed: a read returns 0 within the timeout (no data expected). */
 int ark_net_peer_closed(int fd);
+/*
+ * A loopback TCP port that was free a moment ago (the kernel's choice for port 0), for a server
+ * started in another process. Fails the current test case when no port can be bound.
+ */
+int ark_net_free_port(void);
+/*
+ * Writes a fresh self-signed certificate for CN=localhost and its key (RSA, valid one day) to
+ * `directory`/cert.pem and `directory`/key.pem with the openssl program. Fails the current
+ * test case when openssl does not succeed.
+ */
+void ark_net_make_certificate(const char *directory);
 
 #endif
