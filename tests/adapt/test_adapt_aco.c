@@ -53,11 +53,12 @@ static void *serve(void *argument)
         if (strstr(line, "slow") && server->slow_ms)
             test_sleep_ms(server->slow_ms);
         const char *answer = strstr(line, "blocked") ? "BLOCK\n" : "ALLOW\n";
+        /* Counted before answering: the test checks the count as soon as its run finished. */
+        test_increment(&server->served);
         if (write(client, answer, strlen(answer)) < 0) {
             /* the adapter gave up (timeout): fine */
         }
         close(client);
-        test_increment(&server->served);
     }
     return NULL;
 }
