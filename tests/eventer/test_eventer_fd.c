@@ -386,3 +386,103 @@ ARK_TEST(alloc_copy_and_accessors)
     ARK_ASSERT(eventer_remove_fd(-1) == NULL);
     ARK_ASSERT(eventer_find_fd(-1) == NULL);
 }
+
+/*
+ * A loop that never sleeps (an always-writable descriptor keeps it dispatching) still runs
+ * the work other threads queue to it and the timers it holds, at their time and not before:
+ * the loop skips the clock, the timers and the command queue in iterations that have none,
+ * and this is what a user relies on when it does have some.
+ */
+struct busy_loop {
+    int spins;
+    int stop;
+    int closed;
+    int local_timer_added;
+    int timers_fired;
+    int timers_early;
+    int triggers_run;
+    int wrong_thread;
+};
+
+static struct busy_loop busy;
+
+static int busy_timer(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    (void)closure;
+    ARK_ASSERT(mask & EVENTER_TIMER);
+    struct timeval whence = eventer_get_whence(e);
+    if (now->tv_sec < whence.tv_sec ||
+        (now->tv_sec == whence.tv_sec && now->tv_usec < whence.tv_usec))
+        test_increment(&busy.timers_early);
+    if (test_loop_index() != 0)
+        test_increment(&busy.wrong_thread);
+    test_increment(&busy.timers_fired);
+    return 0;
+}
+
+static int busy_triggered(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    (void)e;
+    (void)closure;
+    (void)now;
+    ARK_ASSERT(mask & EVENTER_READ);
+    if (test_loop_index() != 0)
+        test_increment(&busy.wrong_thread);
+    test_increment(&busy.triggers_run);
+    return 0; /* never registered: freed */
+}
+
+static int busy_writable(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    (void)mask;
+    (void)closure;
+    (void)now;
+    test_increment(&busy.spins);
+    if (!busy.local_timer_added) {
+        busy.local_timer_added = 1;
+        ARK_ASSERT(eventer_add_in_s_us(busy_timer, NULL, 0, 2000) != NULL);
+    }
+    if (test_load(&busy.stop)) {
+        eventer_remove_fde(e);
+        eventer_close(e, &mask);
+        test_increment(&busy.closed);
+        return 0;
+    }
+    return EVENTER_WRITE; /* still writable: dispatched again at once */
+}
+
+ARK_TEST(cross_thread_work_reaches_a_loop_that_never_sleeps)
+{
+    enum { CROSS_TIMERS = 50, TRIGGERS = 50 };
+    memset(&busy, 0, sizeof(busy));
+    test_eventer_start(1);
+    int pair[2];
+    ARK_ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+    ARK_ASSERT_EQ(eventer_set_fd_nonblocking(pair[0]), 0);
+    eventer_t writer = eventer_alloc_fd(busy_writable, NULL, pair[0], EVENTER_WRITE);
+    eventer_set_owner(writer, eventer_choose_owner(0));
+    eventer_add(writer);
+    test_wait_for_count(&busy.spins, 1000, "busy loop spinning");
+    for (int i = 0; i < CROSS_TIMERS; i++) {
+        eventer_t timer = eventer_in_s_us(busy_timer, NULL, 0, (unsigned long)(i % 5) * 1000);
+        eventer_set_owner(timer, eventer_choose_owner(0));
+        eventer_add(timer);
+    }
+    for (int i = 0; i < TRIGGERS; i++) {
+        eventer_t floated = eventer_alloc_fd(busy_triggered, NULL, pair[1], EVENTER_READ);
+        eventer_set_owner(floated, eventer_choose_owner(0));
+        eventer_trigger(floated, EVENTER_READ);
+        if (i % 10 == 0)
+            test_sleep_ms(1); /* some land while the queue is empty again */
+    }
+    test_wait_for_count(&busy.triggers_run, TRIGGERS, "triggers on the busy loop");
+    test_wait_for_count(&busy.timers_fired, CROSS_TIMERS + 1, "timers on the busy loop");
+    int spins_before = test_load(&busy.spins);
+    test_wait_for_count(&busy.spins, spins_before + 1000, "still spinning");
+    __atomic_store_n(&busy.stop, 1, __ATOMIC_RELEASE);
+    test_wait_for_count(&busy.closed, 1, "busy event closed");
+    ARK_ASSERT_EQ(test_load(&busy.timers_early), 0);
+    ARK_ASSERT_EQ(test_load(&busy.wrong_thread), 0);
+    close(pair[1]);
+    test_eventer_stop();
+}
