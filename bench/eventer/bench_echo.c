@@ -13,7 +13,8 @@
  *
  *   bench_echo [--seconds S] [--warmup S] [--conns 1,10,100,1000] [--servers a,b,...]
  *              [--ours NAME] [--rounds N] [--message BYTES] [--server-cpu N] [--client-cpu N]
- *   bench_echo serve NAME PORT      run one server alone on 127.0.0.1:PORT (by hand)
+ *   bench_echo serve NAME PORT      run one server alone on 127.0.0.1:PORT (by hand, for
+ *                                   profiling: same threads as in a benchmark run)
  *
  * Defaults: 2 s per cell after a 0.5 s warm-up, 1 round, 64-byte messages, server on CPU 0
  * and client on CPU 1 (both on CPU 0 when there is only one). Rounds interleave the servers,
@@ -259,6 +260,15 @@ static void usage(void)
     exit(2);
 }
 
+/* Stands in for the CPU reporter of a benchmark run (see serve_alone). */
+static void *idle_thread(void *unused)
+{
+    (void)unused;
+    for (;;)
+        pause();
+    return NULL;
+}
+
 static int serve_alone(int argc, char **argv)
 {
     if (argc < 4)
@@ -270,6 +280,15 @@ static int serve_alone(int argc, char **argv)
     int fd = listen_on_loopback(atoi(argv[3]), &address);
     if (fd < 0) {
         perror("bench_echo serve");
+        return 1;
+    }
+    /* In a benchmark run every server process also has its CPU reporter thread, and a
+     * multi-threaded process takes a longer path through libc's system call wrappers: keep
+     * a thread here too, so that a server run by hand (under a profiler, say) does what it
+     * does in the benchmark. */
+    pthread_t idle;
+    if (pthread_create(&idle, NULL, idle_thread, NULL) != 0) {
+        fprintf(stderr, "bench_echo serve: cannot start a thread\n");
         return 1;
     }
     printf("%s serving on 127.0.0.1:%d\n", implementation->name, ntohs(address.sin_port));
