@@ -17,9 +17,10 @@
  *                                   profiling: same threads as in a benchmark run)
  *
  * Defaults: 2 s per cell after a 0.5 s warm-up, 1 round, 64-byte messages, server on CPU 0
- * and client on CPU 1 (both on CPU 0 when there is only one). Rounds interleave the servers,
- * and the tables show the median over rounds. The machine is shared: before each cell the
- * driver waits (up to --gate-wait 20 s) until the rest of the machine uses less than
+ * and client on CPU 1 (both on CPU 0 when there is only one). Rounds interleave the servers
+ * (each round starts with the next one), and the tables show the median over rounds. The machine is
+ * shared: before each cell the driver waits (up to --gate-wait 20 s) until the rest of the machine
+ * uses less than
  * --gate 0.10 of a core, and a cell during which the rest used more than --disturbed 0.15
  * of a core is marked and retried (--retries 2); --gate 0 turns the waiting off.
  */
@@ -414,7 +415,10 @@ int main(int argc, char **argv)
            "p50 us", "p99 us", "srv cpu", "srv us/rt", "cli cpu", "other");
     for (int round = 0; round < rounds; round++) {
         for (int c = 0; c < conns_count; c++) {
-            for (int s = 0; s < server_count; s++) {
+            /* Each round starts with the next server, so that no server always follows the
+             * same one (or a larger connection count's teardown) and takes its wake. */
+            for (int position = 0; position < server_count; position++) {
+                int s = (position + round) % server_count;
                 struct running_server *server = &servers[s];
                 struct cell *cell = &cells[round][c][s];
                 for (int attempt = 0; attempt <= retries; attempt++) {
