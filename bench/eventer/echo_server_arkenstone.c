@@ -81,8 +81,9 @@ static int on_listen(eventer_t e, int mask, void *closure, struct timeval *now)
         eventer_set_fd_nonblocking(fd);
         echo_set_nodelay(fd);
         struct arkenstone_connection *connection = calloc(1, sizeof(*connection));
-        eventer_t client =
-            connection ? eventer_alloc_fd(on_connection, connection, fd, EVENTER_READ) : NULL;
+        eventer_t client = connection ? eventer_alloc_fd(on_connection, connection, fd,
+                                                         EVENTER_READ | EVENTER_EXCEPTION)
+                                      : NULL;
         if (!client) {
             free(connection);
             close(fd);
