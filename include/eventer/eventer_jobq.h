@@ -8,11 +8,18 @@
  * returning 0 frees the event). The callback's `mask` is the phase; at COMPLETE it is the
  * event's own mask (EVENTER_ASYNCH_COMPLETE plus any CANCEL bits).
  *
- * A queue has: a concurrency (threads it may run, started on demand), a floor (idle threads
- * it keeps; others exit after an idle period), min/max bounds on the concurrency, a backlog
- * limit honoured by the eventer_try_add_asynch*() calls, FIFO or LIFO order, and
+ * A queue has: a concurrency (threads it may run, started on demand when jobs wait and no
+ * thread is idle), a floor and an idle period (see below), min/max bounds on the concurrency,
+ * a backlog limit honoured by the eventer_try_add_asynch*() calls, FIFO or LIFO order, and
  * subqueues: jobs carry a 64-bit subqueue id and the queue takes one job from each non-empty
  * subqueue in turn, so one busy subqueue cannot starve the others.
+ *
+ * Threads: a queue starts with no thread. A thread that has found no job for the idle
+ * period (default 5000 ms, as in libmtev) exits while the queue has more threads than its
+ * floor; the floor's threads stay, idle, until the floor is lowered or eventer_cleanup().
+ * The floor never starts threads: it keeps threads that work started. Changing the floor,
+ * the concurrency or the idle period applies to threads already idle (their idle time
+ * counts from when they last finished a job). A queue with floor 0 goes back to no thread.
  *
  * Deadlines: a job whose deadline (`whence`) passed before it started skips WORK. With
  * EVENTER_CANCEL_DEFERRED in its mask a job still in WORK at its deadline is cancelled with
@@ -67,9 +74,27 @@ ARK_EXTERN mtev_boolean eventer_jobq_get_lifo(eventer_jobq_t *queue);
 /* Sets the number of threads the queue may run (clamped to min/max, at least 1). */
 ARK_EXTERN void eventer_jobq_set_concurrency(eventer_jobq_t *queue, uint32_t concurrency);
 ARK_EXTERN uint32_t eventer_jobq_get_concurrency(eventer_jobq_t *queue);
-/* Sets the number of idle threads kept (at most the concurrency). */
+/*
+ * Sets the number of idle threads kept (default 0). The floor in effect is at most the
+ * concurrency: eventer_jobq_get_floor() returns min(floor, concurrency), and raising the
+ * concurrency later raises a clamped floor back to the value set here.
+ */
 ARK_EXTERN void eventer_jobq_set_floor(eventer_jobq_t *queue, uint32_t floor);
 ARK_EXTERN uint32_t eventer_jobq_get_floor(eventer_jobq_t *queue);
+/*
+ * Sets how long a thread beyond the floor stays without a job before it exits (default
+ * 5000 ms; 0 = as soon as it finds no job). Not in libmtev, whose period is fixed at 5 s.
+ */
+ARK_EXTERN void eventer_jobq_set_idle_timeout_ms(eventer_jobq_t *queue, uint32_t milliseconds);
+ARK_EXTERN uint32_t eventer_jobq_get_idle_timeout_ms(eventer_jobq_t *queue);
+/*
+ * The queue's threads now: running a job or idle (0 for a back queue, which runs none).
+ * Not in libmtev's API (its statistics call this "concurrency"; here that name is the
+ * limit). A snapshot: threads start and exit concurrently.
+ */
+ARK_EXTERN uint32_t eventer_jobq_get_thread_count(eventer_jobq_t *queue);
+/* Of those, the threads waiting for a job now. A snapshot. */
+ARK_EXTERN uint32_t eventer_jobq_get_idle_thread_count(eventer_jobq_t *queue);
 /* Sets bounds for the concurrency (0 = unbounded max). */
 ARK_EXTERN void eventer_jobq_set_min_max(eventer_jobq_t *queue, uint32_t min, uint32_t max);
 ARK_EXTERN void eventer_jobq_get_min_max(eventer_jobq_t *queue, uint32_t *min, uint32_t *max);
