@@ -20,6 +20,8 @@
  * The floor never starts threads: it keeps threads that work started. Changing the floor,
  * the concurrency or the idle period applies to threads already idle (their idle time
  * counts from when they last finished a job). A queue with floor 0 goes back to no thread.
+ * When no memory is left to start a thread (logged), the job stays queued for the queue's
+ * other threads or the next add.
  *
  * Deadlines: a job whose deadline (`whence`) passed before it started skips WORK. With
  * EVENTER_CANCEL_DEFERRED in its mask a job still in WORK at its deadline is cancelled with
@@ -125,7 +127,9 @@ ARK_EXTERN int eventer_jobq_process_each(void (*visit)(eventer_jobq_t *queue, vo
  * Queues asynchronous event `e` (mask must include EVENTER_ASYNCH; fatal otherwise) on
  * `queue` (NULL = default queue). The eventer owns the reference. If e's owner is not a loop
  * thread, COMPLETE runs on loop thread 0. Called from inside a job, the new job inherits the
- * current job's subqueue.
+ * current job's subqueue. Without memory for the job's record (logged, naming the call)
+ * the event is dropped unrun: freed, with no phase called. Once queued, a job's COMPLETE
+ * reaches its loop even when the loop's command queue cannot grow.
  */
 ARK_EXTERN void eventer_add_asynch(eventer_jobq_t *queue, eventer_t e);
 /* eventer_add_asynch() on subqueue `id`. */
@@ -138,7 +142,8 @@ ARK_EXTERN void eventer_add_asynch_dep(eventer_jobq_t *queue, eventer_t e);
 ARK_EXTERN void eventer_add_asynch_dep_subqueue(eventer_jobq_t *queue, eventer_t e, uint64_t id);
 /*
  * Like eventer_add_asynch*(), but refuses (returns false, and the caller still owns `e`)
- * when the queue's backlog is at its limit or the eventer is shutting down.
+ * when the queue's backlog is at its limit, the eventer is shutting down, or there is no
+ * memory for the job's record (logged).
  */
 ARK_EXTERN mtev_boolean eventer_try_add_asynch(eventer_jobq_t *queue, eventer_t e);
 ARK_EXTERN mtev_boolean eventer_try_add_asynch_subqueue(eventer_jobq_t *queue, eventer_t e,

@@ -44,6 +44,13 @@ struct eventer_job;
 /* Registration of this fd failed once already; a second failure drops the event. */
 #define EVENT_FLAG_REGISTER_FAILED 0x2
 
+/* A command that could not be queued for want of memory (see eventer_impl_spill_command). */
+struct eventer_spilled_command {
+    struct eventer_spilled_command *next;
+    int kind; /* enum eventer_command_kind */
+    eventer_t event;
+};
+
 /* Values of `state`. */
 enum { EVENT_STATE_IDLE = 0, EVENT_STATE_TIMER = 1, EVENT_STATE_RECURRENT = 2 };
 
@@ -67,6 +74,10 @@ struct _event {
     struct eventer_loop *registered_loop; /* whose poller holds the fd, owner thread only */
     struct eventer_job *job;              /* asynch events: the job record */
     void *aco_context;                    /* owned by the ACO layer */
+    /* A timer/recurrent add or remove that could not be queued (see eventer_spilled_command):
+     * `reconcile_loop` (atomic) is the loop it is pushed on, NULL when it is not. */
+    struct eventer_spilled_command reconcile;
+    struct eventer_loop *reconcile_loop;
 };
 
 /* A command queued to a loop thread by another thread. */
@@ -78,7 +89,17 @@ enum eventer_command_kind {
     COMMAND_COMPLETE,  /* an asynch job's COMPLETE phase */
     COMMAND_RUN,       /* call function(argument) */
     COMMAND_CANCELLED, /* an asynch job whose thread was cancelled: finish it */
+    COMMAND_RECONCILE, /* spilled timer/recurrent add or remove: make the loop's structures
+                        * agree with the event's `state`; holds a guard reference */
 };
+
+/*
+ * A command that could not be queued because the queue could not grow (out of memory). It is
+ * carried by the object it concerns (an event's `reconcile` node, a job record) and pushed,
+ * without allocating, on the loop's `spilled` stack, which the loop drains with its commands.
+ * An object carries at most one at a time.
+ */
+void eventer_impl_spill_command(struct eventer_loop *loop, struct eventer_spilled_command *spilled);
 
 struct eventer_command {
     int kind;
@@ -121,6 +142,7 @@ struct eventer_loop {
     uint32_t command_count, command_capacity;
     struct eventer_command *draining;
     uint32_t draining_capacity;
+    struct eventer_spilled_command *spilled; /* atomic stack, see eventer_impl_spill_command() */
 
     /* The completion "back queue" jobq object for introspection. */
     struct _eventer_jobq *backq;
@@ -139,8 +161,12 @@ struct eventer_loop *eventer_impl_current_loop(void);
 int eventer_impl_loop_index_of_event(eventer_t e);
 /* The loop that will run e's callbacks (never NULL once initialised). */
 struct eventer_loop *eventer_impl_loop_of_event(eventer_t e);
-/* Queues a command to `loop` and wakes it if needed. Any thread. */
-void eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_command *command);
+/*
+ * Queues a command to `loop` and wakes it if needed. Returns 0, or -1 when the queue cannot
+ * grow (out of memory): nothing is queued and the caller still holds what the command
+ * carried; it reports the failure, naming its call. Any thread.
+ */
+int eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_command *command);
 /* Wakes `loop` (writes its eventfd). Any thread. */
 void eventer_impl_wake(struct eventer_loop *loop);
 /* The current time in microseconds since the epoch (CLOCK_REALTIME). */
@@ -177,6 +203,30 @@ void eventer_impl_backq_destroy(struct _eventer_jobq *backq);
 void eventer_impl_dispatch_fd(struct eventer_loop *loop, eventer_t e, int mask);
 /* Runs a timer or recurrent callback with bookkeeping (current event). */
 int eventer_impl_run_callback(eventer_t e, int mask, struct timeval *now);
+
+/*
+ * Fault injection for tests: while eventer_impl_faults[site] is positive, each allocation at
+ * that site fails as if memory were exhausted (a growth behaves as if the array were full
+ * and could not grow), and the count goes down by one. Atomic; zero unless a test sets it.
+ */
+enum eventer_fault_site {
+    EVENTER_FAULT_COMMAND_QUEUE,  /* eventer_impl_queue_command() */
+    EVENTER_FAULT_RECURRENT_LIST, /* a loop's recurrent list */
+    EVENTER_FAULT_JOB_RECORD,     /* the record of an asynch job (eventer_add_asynch*()) */
+    EVENTER_FAULT_JOBQ_THREADS,   /* a job queue's thread list */
+    EVENTER_FAULT_SITES
+};
+extern int eventer_impl_faults[EVENTER_FAULT_SITES];
+/* True when this allocation at `site` must fail (consumes one count). */
+static inline int eventer_impl_fault(enum eventer_fault_site site)
+{
+    int left = __atomic_load_n(&eventer_impl_faults[site], __ATOMIC_RELAXED);
+    while (left > 0)
+        if (__atomic_compare_exchange_n(&eventer_impl_faults[site], &left, left - 1, 0,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return 1;
+    return 0;
+}
 
 /* ---- hooks for the ACO layer and the adaptation host ---- */
 

@@ -36,6 +36,9 @@ struct eventer_job {
     pthread_t reaper; /* joins the cancelled job thread, then hands the job to the loop */
     int reaper_joined;
     struct eventer_job *next_cancelling;
+    /* COMPLETE or CANCELLED when the loop's queue could not take it (one at a time: the
+     * loop posts COMPLETE only after it finished CANCELLED). */
+    struct eventer_spilled_command spill;
 };
 
 struct subqueue {
@@ -576,10 +579,12 @@ static void maybe_spawn_worker(struct _eventer_jobq *queue)
         queue->threads >= queue->concurrency)
         return;
     reap_exited_workers(queue);
-    if (queue->worker_count == queue->worker_capacity) {
+    int injected = eventer_impl_fault(EVENTER_FAULT_JOBQ_THREADS);
+    if (injected || queue->worker_count == queue->worker_capacity) {
         uint32_t capacity = queue->worker_capacity ? queue->worker_capacity * 2 : 8;
-        struct worker *grown = realloc(queue->workers, capacity * sizeof(*grown));
+        struct worker *grown = injected ? NULL : realloc(queue->workers, capacity * sizeof(*grown));
         if (!grown) {
+            /* Jobs stay queued; the next add or an existing thread will take them. */
             mtevL(eventer_impl_error, "jobq %s: out of memory starting a thread\n", queue->name);
             return;
         }
@@ -609,10 +614,24 @@ static void mark_worker_exited(struct _eventer_jobq *queue)
     queue->threads--;
 }
 
+/* Posts COMPLETE or CANCELLED for `job` to its loop; without memory, by the job's own node. */
+static void post_to_loop(struct eventer_job *job, int kind)
+{
+    struct eventer_command command = {.kind = kind, .event = job->event};
+    if (eventer_impl_queue_command(job->complete_loop, &command) == 0)
+        return;
+    mtevL(eventer_impl_error,
+          "jobq %s: out of memory queueing %s of job %p to %s; passed on without allocating\n",
+          job->queue->name, kind == COMMAND_COMPLETE ? "COMPLETE" : "the cancellation",
+          (void *)job->event, job->complete_loop->name);
+    job->spill.kind = kind;
+    job->spill.event = job->event;
+    eventer_impl_spill_command(job->complete_loop, &job->spill);
+}
+
 static void post_complete(struct eventer_job *job)
 {
-    struct eventer_command command = {.kind = COMMAND_COMPLETE, .event = job->event};
-    eventer_impl_queue_command(job->complete_loop, &command);
+    post_to_loop(job, COMMAND_COMPLETE);
 }
 
 static void job_finished(struct eventer_job *job)
@@ -687,8 +706,7 @@ static void *reap_cancelled_worker(void *argument)
 {
     struct eventer_job *job = argument;
     pthread_join(job->worker, NULL);
-    struct eventer_command command = {.kind = COMMAND_CANCELLED, .event = job->event};
-    eventer_impl_queue_command(job->complete_loop, &command);
+    post_to_loop(job, COMMAND_CANCELLED);
     return NULL;
 }
 
@@ -879,12 +897,18 @@ static mtev_boolean add_job(const char *call, eventer_jobq_t *queue, eventer_t e
     if (e->job)
         mtevFatal(mtev_error, "%s: event %p is already a queued job\n", call, (void *)e);
 
-    struct eventer_job *job = calloc(1, sizeof(*job));
+    struct eventer_job *job =
+        eventer_impl_fault(EVENTER_FAULT_JOB_RECORD) ? NULL : calloc(1, sizeof(*job));
     if (!job) {
-        mtevL(eventer_impl_error, "%s: out of memory\n", call);
-        if (try)
+        if (try) {
+            mtevL(eventer_impl_error, "%s: out of memory for a job; refused\n", call);
             return mtev_false;
-        mtevFatal(mtev_error, "%s: out of memory for a job\n", call);
+        }
+        /* No record, so no phase can run: the event is dropped, as the caller handed it. */
+        mtevL(eventer_impl_error, "%s: out of memory for a job; event %p dropped unrun\n", call,
+              (void *)e);
+        eventer_deref(e);
+        return mtev_true;
     }
     job->event = e;
     job->queue = queue;
