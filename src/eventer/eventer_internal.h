@@ -174,6 +174,14 @@ int eventer_impl_running(void);
 /* True after eventer_shutdown(). */
 int eventer_impl_stopping(void);
 
+/* Event memory (eventer_event_pool.c). Any thread. */
+/* A zeroed event, or NULL when out of memory. */
+eventer_t eventer_impl_event_get(void);
+/* Gives back an event from eventer_impl_event_get(), on any thread. */
+void eventer_impl_event_put(eventer_t e);
+/* 64 KB chunks the pool holds mapped now (in use, or kept as spares). */
+uint64_t eventer_impl_event_chunks_mapped(void);
+
 /* Timers (eventer_timers.c), owner thread. */
 void eventer_impl_timer_insert(struct eventer_loop *loop, eventer_t e);
 void eventer_impl_timer_delete(struct eventer_loop *loop, eventer_t e);
