@@ -128,9 +128,10 @@ struct eventer_loop {
     uint64_t *wheel_occupied;         /* one bit per non-empty slot */
     uint64_t wheel_start_us;          /* the wheel covers [start, start + slots << shift) */
     uint32_t wheel_slot_count;
-    unsigned wheel_shift;   /* a slot spans 2^wheel_shift microseconds */
-    uint32_t timer_count;   /* timers held in all three */
-    int timer_trim_pending; /* empty arrays above the kept size wait to be freed */
+    unsigned wheel_shift;      /* a slot spans 2^wheel_shift microseconds */
+    uint32_t timer_count;      /* timers held in all three */
+    int timer_trim_pending;    /* empty arrays above the kept size wait to be freed */
+    uint64_t timer_trimmed_us; /* when they last were */
     uint64_t timer_sequence;
     uint64_t timer_base_us; /* deadlines are stored relative to this */
     eventer_t *recurrent;
