@@ -131,7 +131,7 @@ static void require_running(const char *call)
 
 eventer_t eventer_alloc(void)
 {
-    eventer_t e = calloc(1, sizeof(*e));
+    eventer_t e = eventer_impl_event_get();
     if (!e) {
         ensure_log_streams();
         mtevL(eventer_impl_error, "eventer_alloc: out of memory\n");
@@ -248,7 +248,7 @@ mtev_boolean eventer_deref(eventer_t e)
     if (e->aco_context)
         eventer_impl_aco_release(e);
     free(e->job);
-    free(e);
+    eventer_impl_event_put(e);
     __atomic_sub_fetch(&allocations_current, 1, __ATOMIC_RELAXED);
     return mtev_true;
 }

@@ -68,8 +68,9 @@ struct _event {
 
     /* Private. */
     uint32_t state;                       /* atomic, EVENT_STATE_* */
-    uint32_t flags;                       /* EVENT_FLAG_*, owner thread only */
-    uint32_t heap_index;                  /* owner's timer heap position + 1; 0 = not in the heap */
+    uint16_t flags;                       /* EVENT_FLAG_*, owner thread only */
+    uint16_t timer_place;                 /* which timer structure holds it (eventer_timers.c) */
+    uint32_t heap_index;                  /* position there + 1 (timers, recurrent); 0 = not held */
     struct eventer_loop *owner_loop;      /* loop of thr_owner, NULL if not a loop thread */
     struct eventer_loop *registered_loop; /* whose poller holds the fd, owner thread only */
     struct eventer_job *job;              /* asynch events: the job record */
@@ -117,6 +118,23 @@ struct eventer_timer_node {
     eventer_t event;
 };
 
+/* A 4-ary min-heap of nodes on `key`. */
+struct eventer_timer_heap {
+    struct eventer_timer_node *nodes;
+    void *allocation; /* what `nodes` points into (aligned storage) */
+    uint32_t count, capacity;
+};
+
+/* One slot of the timing wheel: an unsorted array (in a heap's storage, so that a drained
+ * slot's array can become the due heap). */
+struct eventer_timer_slot {
+    struct eventer_timer_heap timers;
+    uint64_t min_key; /* at most the smallest key held (may be stale low after a removal) */
+};
+
+/* The largest wheel eventer_impl_timer_wheel_configure() accepts. */
+#define EVENTER_TIMER_WHEEL_MAX_SLOTS 16384
+
 struct eventer_loop {
     int index;
     pthread_t thread;
@@ -125,9 +143,16 @@ struct eventer_loop {
     int wakeup_fd;
 
     /* Owner-thread state. */
-    struct eventer_timer_node *heap; /* 4-ary min-heap on `key` (eventer_timers.c) */
-    void *heap_allocation;           /* what `heap` points into (aligned storage) */
-    uint32_t heap_count, heap_capacity;
+    /* Timers (eventer_timers.c): due heap, wheel, far heap. */
+    struct eventer_timer_heap due, far;
+    struct eventer_timer_slot *wheel; /* wheel_slot_count slots, NULL until the first timer */
+    uint64_t *wheel_occupied;         /* one bit per non-empty slot */
+    uint64_t wheel_start_us;          /* the wheel covers [start, start + slots << shift) */
+    uint32_t wheel_slot_count;
+    unsigned wheel_shift;      /* a slot spans 2^wheel_shift microseconds */
+    uint32_t timer_count;      /* timers held in all three */
+    int timer_trim_pending;    /* empty arrays above the kept size wait to be freed */
+    uint64_t timer_trimmed_us; /* when they last were */
     uint64_t timer_sequence;
     uint64_t timer_base_us; /* deadlines are stored relative to this */
     eventer_t *recurrent;
@@ -176,6 +201,14 @@ int eventer_impl_running(void);
 /* True after eventer_shutdown(). */
 int eventer_impl_stopping(void);
 
+/* Event memory (eventer_event_pool.c). Any thread. */
+/* A zeroed event, or NULL when out of memory. */
+eventer_t eventer_impl_event_get(void);
+/* Gives back an event from eventer_impl_event_get(), on any thread. */
+void eventer_impl_event_put(eventer_t e);
+/* 64 KB chunks the pool holds mapped now (in use, or kept as spares). */
+uint64_t eventer_impl_event_chunks_mapped(void);
+
 /* Timers (eventer_timers.c), owner thread. */
 void eventer_impl_timer_insert(struct eventer_loop *loop, eventer_t e);
 void eventer_impl_timer_delete(struct eventer_loop *loop, eventer_t e);
@@ -185,6 +218,14 @@ int eventer_impl_timers_fire(struct eventer_loop *loop);
 /* Microseconds until the next timer (UINT64_MAX if none). */
 uint64_t eventer_impl_timers_next_wait(struct eventer_loop *loop);
 void eventer_impl_timers_release(struct eventer_loop *loop);
+/*
+ * Wheel geometry for loops whose first timer comes after the call: slots of
+ * 2^granularity_shift microseconds (at most 24), `slot_count` of them (a power of two from
+ * 64 to EVENTER_TIMER_WHEEL_MAX_SLOTS). Default 10 and 4096 (about 4.2 s). Returns 0, or -1
+ * for a geometry out of range. For tests: a small wheel makes timers cross all three
+ * structures quickly. Call before eventer_init().
+ */
+int eventer_impl_timer_wheel_configure(unsigned granularity_shift, unsigned slot_count);
 
 /* Job queues (eventer_jobq.c). */
 int eventer_impl_jobq_init(void);
