@@ -317,17 +317,19 @@ static void put_remote(struct chunk *chunk, struct free_slot *slot)
         ;
     uint64_t old = __atomic_load_n(&chunk->outstanding, __ATOMIC_RELAXED);
     uint64_t updated;
+    int listing;
     do {
         updated = old - 1;
         /* Unowned, unlisted and now half empty: list it for adoption. */
-        if (updated == chunk->capacity / 2)
+        listing = updated == chunk->capacity / 2;
+        if (listing)
             updated += LISTED_BIAS;
     } while (!__atomic_compare_exchange_n(&chunk->outstanding, &old, updated, 1, __ATOMIC_ACQ_REL,
                                           __ATOMIC_RELAXED));
     if (updated == 0)
         release_chunk(chunk);
-    else if (updated == LISTED_BIAS + chunk->capacity / 2)
-        list_for_adoption(chunk);
+    else if (listing)
+        list_for_adoption(chunk); /* not a chunk already listed passing the same count */
     else if (updated == LISTED_BIAS)
         release_if_listed(chunk);
 }
