@@ -432,10 +432,10 @@ void eventer_impl_spill_command(struct eventer_loop *loop, struct eventer_spille
 
 /*
  * A cross-thread timer/recurrent add or remove whose command `loop`'s queue could not take,
- * with the guard reference the command would have held. The event's own reconcile node
- * goes instead: the loop then makes its structures agree with the event's state, which
- * covers any number of adds and removes. `added_state` is the state an add set (IDLE for a
- * remove).
+ * with the guard reference the command would have held. The event itself goes on the loop's
+ * reconcile stack instead (which holds the guard): the loop then makes its structures agree
+ * with the event's state, which covers any number of adds and removes. `added_state` is the
+ * state an add set (IDLE for a remove).
  */
 static void registration_not_queued(struct eventer_loop *loop, eventer_t e, const char *call,
                                     uint32_t added_state)
@@ -447,9 +447,12 @@ static void registration_not_queued(struct eventer_loop *loop, eventer_t e, cons
     struct eventer_loop *pushed_on = NULL;
     if (__atomic_compare_exchange_n(&e->reconcile_loop, &pushed_on, loop, 0, __ATOMIC_SEQ_CST,
                                     __ATOMIC_SEQ_CST)) {
-        e->reconcile.kind = COMMAND_RECONCILE;
-        e->reconcile.event = e;
-        eventer_impl_spill_command(loop, &e->reconcile); /* it holds the guard */
+        eventer_t head = __atomic_load_n(&loop->reconcile, __ATOMIC_RELAXED);
+        do {
+            e->reconcile_next = head;
+        } while (!__atomic_compare_exchange_n(&loop->reconcile, &head, e, 1, __ATOMIC_RELEASE,
+                                              __ATOMIC_RELAXED));
+        eventer_impl_wake(loop);
         mtevL(eventer_impl_error,
               "%s: out of memory queueing event %p to %s; passed on without allocating\n", call,
               (void *)e, loop->name);
@@ -1129,35 +1132,49 @@ static void apply_command(struct eventer_loop *loop, struct eventer_command *com
     }
 }
 
-/* Applies the commands spilled to this loop (eventer_impl_spill_command), oldest first. */
+/*
+ * Applies what could not be queued to this loop for want of memory: events whose timer or
+ * recurrent registration it must reconcile with their state, and spilled job commands
+ * (eventer_impl_spill_command), oldest first. Returns whether there was any.
+ */
 static int drain_spilled(struct eventer_loop *loop, int tearing_down)
 {
-    if (!__atomic_load_n(&loop->spilled, __ATOMIC_RELAXED))
-        return 0;
-    struct eventer_spilled_command *newest =
-        __atomic_exchange_n(&loop->spilled, NULL, __ATOMIC_ACQUIRE);
-    struct eventer_spilled_command *oldest = NULL;
-    while (newest) {
-        struct eventer_spilled_command *next = newest->next;
-        newest->next = oldest;
-        oldest = newest;
-        newest = next;
-    }
-    while (oldest) {
-        /* Read before the node may be reused (pushed again, or freed with its job). */
-        struct eventer_spilled_command *next = oldest->next;
-        struct eventer_command command = {.kind = oldest->kind, .event = oldest->event};
-        if (command.kind == COMMAND_RECONCILE) {
-            eventer_t e = command.event;
+    int found = 0;
+    if (__atomic_load_n(&loop->reconcile, __ATOMIC_RELAXED)) {
+        found = 1;
+        eventer_t e = __atomic_exchange_n(&loop->reconcile, NULL, __ATOMIC_ACQUIRE);
+        while (e) {
+            /* Read before the event may be pushed again. */
+            eventer_t next = e->reconcile_next;
             /* See registration_not_queued(). */
             (void)__atomic_exchange_n(&e->reconcile_loop, NULL, __ATOMIC_SEQ_CST);
             int idle = __atomic_fetch_or(&e->state, 0, __ATOMIC_SEQ_CST) == EVENT_STATE_IDLE;
-            command.kind = idle ? COMMAND_REMOVE : COMMAND_ADD;
+            struct eventer_command command = {.kind = idle ? COMMAND_REMOVE : COMMAND_ADD,
+                                              .event = e};
+            apply_command(loop, &command, tearing_down); /* drops the guard */
+            e = next;
         }
-        apply_command(loop, &command, tearing_down);
-        oldest = next;
     }
-    return 1;
+    if (__atomic_load_n(&loop->spilled, __ATOMIC_RELAXED)) {
+        found = 1;
+        struct eventer_spilled_command *newest =
+            __atomic_exchange_n(&loop->spilled, NULL, __ATOMIC_ACQUIRE);
+        struct eventer_spilled_command *oldest = NULL;
+        while (newest) {
+            struct eventer_spilled_command *next = newest->next;
+            newest->next = oldest;
+            oldest = newest;
+            newest = next;
+        }
+        while (oldest) {
+            /* Read before the node is freed with its job. */
+            struct eventer_spilled_command *next = oldest->next;
+            struct eventer_command command = {.kind = oldest->kind, .event = oldest->event};
+            apply_command(loop, &command, tearing_down);
+            oldest = next;
+        }
+    }
+    return found;
 }
 
 static void drain_commands(struct eventer_loop *loop, int tearing_down)

@@ -44,10 +44,10 @@ struct eventer_job;
 /* Registration of this fd failed once already; a second failure drops the event. */
 #define EVENT_FLAG_REGISTER_FAILED 0x2
 
-/* A command that could not be queued for want of memory (see eventer_impl_spill_command). */
+/* A job command that could not be queued for want of memory (eventer_impl_spill_command). */
 struct eventer_spilled_command {
     struct eventer_spilled_command *next;
-    int kind; /* enum eventer_command_kind */
+    int kind; /* COMMAND_COMPLETE or COMMAND_CANCELLED */
     eventer_t event;
 };
 
@@ -75,9 +75,9 @@ struct _event {
     struct eventer_loop *registered_loop; /* whose poller holds the fd, owner thread only */
     struct eventer_job *job;              /* asynch events: the job record */
     void *aco_context;                    /* owned by the ACO layer */
-    /* A timer/recurrent add or remove that could not be queued (see eventer_spilled_command):
-     * `reconcile_loop` (atomic) is the loop it is pushed on, NULL when it is not. */
-    struct eventer_spilled_command reconcile;
+    /* A timer/recurrent add or remove that could not be queued for want of memory: the event
+     * itself goes on `reconcile_loop`'s `reconcile` stack (atomic; NULL: it is on none). */
+    struct _event *reconcile_next;
     struct eventer_loop *reconcile_loop;
 };
 
@@ -90,15 +90,13 @@ enum eventer_command_kind {
     COMMAND_COMPLETE,  /* an asynch job's COMPLETE phase */
     COMMAND_RUN,       /* call function(argument) */
     COMMAND_CANCELLED, /* an asynch job whose thread was cancelled: finish it */
-    COMMAND_RECONCILE, /* spilled timer/recurrent add or remove: make the loop's structures
-                        * agree with the event's `state`; holds a guard reference */
 };
 
 /*
- * A command that could not be queued because the queue could not grow (out of memory). It is
- * carried by the object it concerns (an event's `reconcile` node, a job record) and pushed,
- * without allocating, on the loop's `spilled` stack, which the loop drains with its commands.
- * An object carries at most one at a time.
+ * A job's COMPLETE or CANCELLED that could not be queued because the queue could not grow
+ * (out of memory). The node lives in the job record and is pushed, without allocating, on
+ * the loop's `spilled` stack, which the loop drains with its commands. (A timer or recurrent
+ * add/remove goes the same way on the `reconcile` stack, through the event's own link.)
  */
 void eventer_impl_spill_command(struct eventer_loop *loop, struct eventer_spilled_command *spilled);
 
@@ -168,6 +166,7 @@ struct eventer_loop {
     struct eventer_command *draining;
     uint32_t draining_capacity;
     struct eventer_spilled_command *spilled; /* atomic stack, see eventer_impl_spill_command() */
+    struct _event *reconcile; /* atomic stack of events, linked by `reconcile_next` */
 
     /* The completion "back queue" jobq object for introspection. */
     struct _eventer_jobq *backq;
