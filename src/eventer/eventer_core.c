@@ -42,8 +42,6 @@ static int configured_concurrency;
 static uint64_t rlimit_target = 1048576;
 static uint64_t max_sleep_us = 1000000;
 
-static int64_t allocations_current;
-static int64_t allocations_total;
 
 static __thread struct eventer_loop *this_loop;
 static __thread eventer_t this_event;
@@ -149,8 +147,6 @@ eventer_t eventer_alloc(void)
     } else {
         e->thr_owner = pthread_self();
     }
-    __atomic_add_fetch(&allocations_current, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&allocations_total, 1, __ATOMIC_RELAXED);
     return e;
 }
 
@@ -247,9 +243,9 @@ mtev_boolean eventer_deref(eventer_t e)
     }
     if (e->aco_context)
         eventer_impl_aco_release(e);
-    free(e->job);
+    if (e->job)
+        free(e->job);
     eventer_impl_event_put(e);
-    __atomic_sub_fetch(&allocations_current, 1, __ATOMIC_RELAXED);
     return mtev_true;
 }
 
@@ -258,15 +254,6 @@ mtev_boolean eventer_free(eventer_t e)
     return eventer_deref(e);
 }
 
-int64_t eventer_allocations_current(void)
-{
-    return __atomic_load_n(&allocations_current, __ATOMIC_RELAXED);
-}
-
-int64_t eventer_allocations_total(void)
-{
-    return __atomic_load_n(&allocations_total, __ATOMIC_RELAXED);
-}
 
 /* ---- accessors ---- */
 

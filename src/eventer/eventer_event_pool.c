@@ -31,15 +31,124 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/*
+ * Counts for eventer_allocations_current/total: per thread, so allocating and freeing does
+ * not bounce one shared cache line between every loop thread. Each thread's counts are
+ * written by it alone (relaxed atomics: readers may sum them at any time); a thread that
+ * exits folds its counts into `departed`.
+ */
+struct thread_counts {
+    int64_t current, total; /* atomic: written by the owning thread, read by summing */
+    struct thread_counts *next, *previous;
+    int registered;
+};
+
+static pthread_mutex_t counts_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct thread_counts *counted_threads;
+static int64_t departed_current, departed_total; /* under counts_lock */
+static __thread struct thread_counts thread_counts __attribute__((tls_model("initial-exec")));
+static pthread_key_t thread_exit_key;
+static pthread_once_t thread_exit_once = PTHREAD_ONCE_INIT;
+
+static void thread_exit(void *unused);
+
+static void create_exit_key(void)
+{
+    pthread_key_create(&thread_exit_key, thread_exit);
+}
+
+static void register_thread(void)
+{
+    pthread_once(&thread_exit_once, create_exit_key);
+    pthread_mutex_lock(&counts_lock);
+    thread_counts.previous = NULL;
+    thread_counts.next = counted_threads;
+    if (counted_threads)
+        counted_threads->previous = &thread_counts;
+    counted_threads = &thread_counts;
+    thread_counts.registered = 1;
+    pthread_mutex_unlock(&counts_lock);
+    /* Any non-NULL value: it makes the destructor run. */
+    pthread_setspecific(thread_exit_key, &thread_counts);
+}
+
+static void unregister_thread(void)
+{
+    if (!thread_counts.registered)
+        return;
+    pthread_mutex_lock(&counts_lock);
+    departed_current += __atomic_load_n(&thread_counts.current, __ATOMIC_RELAXED);
+    departed_total += __atomic_load_n(&thread_counts.total, __ATOMIC_RELAXED);
+    if (thread_counts.previous)
+        thread_counts.previous->next = thread_counts.next;
+    else
+        counted_threads = thread_counts.next;
+    if (thread_counts.next)
+        thread_counts.next->previous = thread_counts.previous;
+    thread_counts.registered = 0;
+    thread_counts.current = thread_counts.total = 0;
+    pthread_mutex_unlock(&counts_lock);
+}
+
+static inline void count_allocation(void)
+{
+    if (mtev_unlikely(!thread_counts.registered))
+        register_thread();
+    __atomic_store_n(&thread_counts.current,
+                     __atomic_load_n(&thread_counts.current, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+    __atomic_store_n(&thread_counts.total,
+                     __atomic_load_n(&thread_counts.total, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+static inline void count_free(void)
+{
+    if (mtev_unlikely(!thread_counts.registered))
+        register_thread();
+    __atomic_store_n(&thread_counts.current,
+                     __atomic_load_n(&thread_counts.current, __ATOMIC_RELAXED) - 1,
+                     __ATOMIC_RELAXED);
+}
+
+static int64_t sum_counts(int total)
+{
+    pthread_mutex_lock(&counts_lock);
+    int64_t sum = total ? departed_total : departed_current;
+    for (struct thread_counts *counts = counted_threads; counts; counts = counts->next)
+        sum += __atomic_load_n(total ? &counts->total : &counts->current, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&counts_lock);
+    return sum;
+}
+
+int64_t eventer_allocations_current(void)
+{
+    return sum_counts(0);
+}
+
+int64_t eventer_allocations_total(void)
+{
+    return sum_counts(1);
+}
+
 #ifdef ARK_ASAN
+
+static void thread_exit(void *unused)
+{
+    (void)unused;
+    unregister_thread();
+}
 
 eventer_t eventer_impl_event_get(void)
 {
-    return calloc(1, sizeof(struct _event));
+    eventer_t e = calloc(1, sizeof(struct _event));
+    if (e)
+        count_allocation();
+    return e;
 }
 
 void eventer_impl_event_put(eventer_t e)
 {
+    count_free();
     free(e);
 }
 
@@ -88,8 +197,6 @@ static unsigned spare_count;
 static uint64_t chunks_mapped; /* atomic */
 
 static __thread struct chunk *thread_chunk __attribute__((tls_model("initial-exec")));
-static pthread_key_t thread_exit_key;
-static pthread_once_t thread_exit_once = PTHREAD_ONCE_INIT;
 
 static inline struct chunk *chunk_of(const void *slot)
 {
@@ -197,6 +304,7 @@ static void list_for_adoption(struct chunk *chunk)
 static void thread_exit(void *unused)
 {
     (void)unused;
+    unregister_thread();
     struct chunk *chunk = thread_chunk;
     if (!chunk)
         return;
@@ -212,27 +320,12 @@ static void thread_exit(void *unused)
             ;
         chunk->local_free = NULL;
     }
-    /* Read before listing: an adopter starts its own count. Until the bias swap below the
-     * chunk cannot reach LISTED_BIAS alone, so it cannot be released under us. */
-    int64_t handed_out = chunk->handed_out;
-    pthread_mutex_lock(&pool_lock);
-    chunk->previous_listed = NULL;
-    chunk->next_listed = adoptable;
-    if (adoptable)
-        adoptable->previous_listed = chunk;
-    adoptable = chunk;
-    chunk->listed = 1;
-    pthread_mutex_unlock(&pool_lock);
-    uint64_t left = __atomic_add_fetch(
-        &chunk->outstanding, (uint64_t)((int64_t)LISTED_BIAS - (int64_t)OWNED_BIAS + handed_out),
-        __ATOMIC_ACQ_REL);
-    if (left == LISTED_BIAS)
-        release_if_listed(chunk);
-}
-
-static void create_exit_key(void)
-{
-    pthread_key_create(&thread_exit_key, thread_exit);
+    /* The bias swap comes first: a listed chunk always holds LISTED_BIAS, which an adopter
+     * swaps back. If every event went meanwhile, list_for_adoption() releases it instead. */
+    __atomic_add_fetch(&chunk->outstanding,
+                       (uint64_t)((int64_t)LISTED_BIAS - (int64_t)OWNED_BIAS + chunk->handed_out),
+                       __ATOMIC_ACQ_REL);
+    list_for_adoption(chunk);
 }
 
 /* Makes `chunk` this thread's, with its remote frees taken over. */
@@ -259,7 +352,6 @@ static void take_ownership(struct chunk *chunk, int fresh)
 
 static struct chunk *next_chunk(void)
 {
-    pthread_once(&thread_exit_once, create_exit_key);
     struct chunk *chunk = NULL;
     int fresh = 1;
     pthread_mutex_lock(&pool_lock);
@@ -276,7 +368,6 @@ static struct chunk *next_chunk(void)
     if (!chunk && !(chunk = map_chunk()))
         return NULL;
     take_ownership(chunk, fresh);
-    pthread_setspecific(thread_exit_key, chunk);
     return chunk;
 }
 
@@ -320,7 +411,7 @@ static void put_remote(struct chunk *chunk, struct free_slot *slot)
     int listing;
     do {
         updated = old - 1;
-        /* Unowned, unlisted and now half empty: list it for adoption. */
+        /* Unowned, unlisted and now half empty: this free lists it for adoption. */
         listing = updated == chunk->capacity / 2;
         if (listing)
             updated += LISTED_BIAS;
@@ -329,7 +420,7 @@ static void put_remote(struct chunk *chunk, struct free_slot *slot)
     if (updated == 0)
         release_chunk(chunk);
     else if (listing)
-        list_for_adoption(chunk); /* not a chunk already listed passing the same count */
+        list_for_adoption(chunk);
     else if (updated == LISTED_BIAS)
         release_if_listed(chunk);
 }
@@ -337,13 +428,16 @@ static void put_remote(struct chunk *chunk, struct free_slot *slot)
 eventer_t eventer_impl_event_get(void)
 {
     void *slot = take_slot();
-    if (slot)
-        memset(slot, 0, sizeof(struct _event));
+    if (!slot)
+        return NULL;
+    memset(slot, 0, sizeof(struct _event));
+    count_allocation();
     return slot;
 }
 
 void eventer_impl_event_put(eventer_t e)
 {
+    count_free();
     struct chunk *chunk = chunk_of(e);
     struct free_slot *slot = (struct free_slot *)(void *)e;
     if (__atomic_load_n(&chunk->owner, __ATOMIC_RELAXED) == &thread_chunk) {

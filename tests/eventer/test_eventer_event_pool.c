@@ -136,4 +136,60 @@ ARK_TEST(events_freed_across_threads_under_churn)
                    (unsigned long long)after, (unsigned long long)before);
 }
 
+/* Threads that exit leaving live events behind, freed later by threads of the next wave while
+ * other threads adopt the chunks the exited ones listed. */
+#define WAVES           40
+#define WAVE_THREADS    4
+#define EVENTS_PER_WAVE 700 /* more than a chunk per thread */
+
+static eventer_t wave_events[2][WAVE_THREADS][EVENTS_PER_WAVE];
+
+struct wave_job {
+    int wave, index;
+};
+
+static void *wave_thread(void *argument)
+{
+    struct wave_job *job = argument;
+    eventer_t *mine = wave_events[job->wave % 2][job->index];
+    eventer_t *previous = wave_events[(job->wave + 1) % 2][(job->index + 1) % WAVE_THREADS];
+    for (int i = 0; i < EVENTS_PER_WAVE; i++) {
+        mine[i] = eventer_alloc();
+        if (!mine[i])
+            abort();
+        mine[i]->fd = job->wave;
+        /* Free the previous wave's as we go, so frees and adoption overlap allocation. */
+        if (job->wave > 0) {
+            if (previous[i]->fd != job->wave - 1)
+                abort();
+            eventer_free(previous[i]);
+        }
+    }
+    return NULL;
+}
+
+ARK_TEST(events_outlive_the_threads_that_allocated_them)
+{
+    uint64_t before = eventer_impl_event_chunks_mapped();
+    for (int wave = 0; wave < WAVES; wave++) {
+        pthread_t threads[WAVE_THREADS];
+        struct wave_job jobs[WAVE_THREADS];
+        for (int i = 0; i < WAVE_THREADS; i++) {
+            jobs[i] = (struct wave_job){wave, i};
+            ARK_ASSERT_EQ(pthread_create(&threads[i], NULL, wave_thread, &jobs[i]), 0);
+        }
+        for (int i = 0; i < WAVE_THREADS; i++)
+            ARK_ASSERT_EQ(pthread_join(threads[i], NULL), 0);
+    }
+    ARK_ASSERT_EQ(eventer_allocations_current(), WAVE_THREADS * EVENTS_PER_WAVE);
+    for (int i = 0; i < WAVE_THREADS; i++)
+        for (int j = 0; j < EVENTS_PER_WAVE; j++)
+            eventer_free(wave_events[(WAVES - 1) % 2][i][j]);
+    ARK_ASSERT_EQ(eventer_allocations_current(), 0);
+    ARK_ASSERT_EQ(eventer_allocations_total(), WAVES * WAVE_THREADS * EVENTS_PER_WAVE);
+    uint64_t after = eventer_impl_event_chunks_mapped();
+    ARK_ASSERT_MSG(after <= before + POOL_SLACK, "%llu chunks left (%llu before)",
+                   (unsigned long long)after, (unsigned long long)before);
+}
+
 #endif
