@@ -254,6 +254,7 @@ enum eventer_fault_site {
     EVENTER_FAULT_RECURRENT_LIST, /* a loop's recurrent list */
     EVENTER_FAULT_JOB_RECORD,     /* the record of an asynch job (eventer_add_asynch*()) */
     EVENTER_FAULT_JOBQ_THREADS,   /* a job queue's thread list */
+    EVENTER_FAULT_TIMER_STORAGE,  /* a loop's timer heaps and wheel slots (growth) */
     EVENTER_FAULT_SITES
 };
 extern int eventer_impl_faults[EVENTER_FAULT_SITES];

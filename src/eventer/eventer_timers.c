@@ -164,6 +164,8 @@ static int heap_reserve(struct eventer_timer_heap *heap, uint32_t needed)
 {
     if (needed <= heap->capacity)
         return 0;
+    if (eventer_impl_fault(EVENTER_FAULT_TIMER_STORAGE))
+        return -1;
     uint32_t capacity = heap->capacity ? heap->capacity : 16;
     while (capacity < needed)
         capacity *= 2;

@@ -1,9 +1,9 @@
 /*
- * Out of memory inside the eventer: a loop's command queue, its recurrent list, a job
- * queue's thread list and job records fail on request through the fault-injection hook
- * (eventer_impl_faults), so these cases run under the sanitizers too. Each failure is
- * logged naming the call; nothing leaks, is freed twice, or is lost without a log line.
- * Each case runs in a child whose stderr (the error log) it then reads.
+ * Out of memory inside the eventer: a loop's command queue, its recurrent list, its timer
+ * structures, a job queue's thread list and job records fail on request through the fault-injection
+ * hook (eventer_impl_faults), so these cases run under the sanitizers too. Each failure is logged
+ * naming the call; nothing leaks, is freed twice, or is lost without a log line. Each case runs in
+ * a child whose stderr (the error log) it then reads.
  */
 #include "eventer_test_util.h"
 
@@ -178,6 +178,34 @@ ARK_TEST(recurrent_add_without_list_memory_leaves_the_event_unregistered)
 {
     run_expecting_log(recurrent_list_child,
                       "eventer_add_recurrent: out of memory growing the recurrent list of");
+}
+
+/* ---- timers added on their loop without room in the timer structures ---- */
+
+static int dropped_timer_fired, later_timer_fired;
+
+static void add_timers_without_storage(void *unused)
+{
+    inject(EVENTER_FAULT_TIMER_STORAGE, 1);
+    eventer_add_in_s_us(count_call, &dropped_timer_fired, 0, 1000);
+    eventer_add_in_s_us(count_call, &later_timer_fired, 0, 1000);
+}
+
+static void timer_storage_child(void *unused)
+{
+    test_eventer_start(2);
+    ARK_ASSERT_EQ(eventer_impl_run_on_loop(0, add_timers_without_storage, NULL), 0);
+    test_wait_for_count(&later_timer_fired, 1, "timer added once memory was back");
+    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_TIMER_STORAGE), 0);
+    test_sleep_ms(20);
+    ARK_ASSERT_EQ(test_load(&dropped_timer_fired), 0);
+    test_eventer_stop(); /* and the dropped timer was freed */
+    exit(0);
+}
+
+ARK_TEST(timer_without_storage_memory_is_dropped_and_reported)
+{
+    run_expecting_log(timer_storage_child, "eventer_add_timed: out of memory; timer");
 }
 
 /* ---- jobs ---- */
