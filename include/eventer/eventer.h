@@ -239,6 +239,20 @@ ARK_EXTERN mtev_boolean eventer_thread_check(eventer_t e);
  * recurrent -> the owner's recurrent list; timer -> the owner's timers; otherwise an fd
  * event registered with the owner's poller (mask must be non-zero, fd >= 0). Fatal on an
  * event with no mask or before eventer_init().
+ *
+ * Out of memory inside the eventer (logged on error/eventer, naming the call):
+ *  - a timer or recurrent add, remove or re-add from another thread is still delivered to
+ *    the owner (through a node the event carries), so it is not lost (unless the event
+ *    changed owner while such a node was pending: then an add is dropped and the event left
+ *    unregistered);
+ *  - a recurrent event the owner's list has no room for is not added: it is left
+ *    unregistered (eventer_remove() returns NULL) and the reference stays with the caller;
+ *  - a cross-thread eventer_update()/eventer_update_whence() is dropped (the event keeps
+ *    its mask or time); a cross-thread eventer_trigger() is dropped, and with it the
+ *    event if it was not registered for its descriptor (its reference went with the
+ *    trigger);
+ *  - a job's COMPLETE is still delivered; a job with no memory for its record is refused by
+ *    the eventer_try_add_asynch*() calls and dropped unrun (freed) by the others.
  */
 ARK_EXTERN void eventer_add(eventer_t e);
 /*

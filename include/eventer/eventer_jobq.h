@@ -8,11 +8,20 @@
  * returning 0 frees the event). The callback's `mask` is the phase; at COMPLETE it is the
  * event's own mask (EVENTER_ASYNCH_COMPLETE plus any CANCEL bits).
  *
- * A queue has: a concurrency (threads it may run, started on demand), a floor (idle threads
- * it keeps; others exit after an idle period), min/max bounds on the concurrency, a backlog
- * limit honoured by the eventer_try_add_asynch*() calls, FIFO or LIFO order, and
+ * A queue has: a concurrency (threads it may run, started on demand when jobs wait and no
+ * thread is idle), a floor and an idle period (see below), min/max bounds on the concurrency,
+ * a backlog limit honoured by the eventer_try_add_asynch*() calls, FIFO or LIFO order, and
  * subqueues: jobs carry a 64-bit subqueue id and the queue takes one job from each non-empty
  * subqueue in turn, so one busy subqueue cannot starve the others.
+ *
+ * Threads: a queue starts with no thread. A thread that has found no job for the idle
+ * period (default 5000 ms, as in libmtev) exits while the queue has more threads than its
+ * floor; the floor's threads stay, idle, until the floor is lowered or eventer_cleanup().
+ * The floor never starts threads: it keeps threads that work started. Changing the floor,
+ * the concurrency or the idle period applies to threads already idle (their idle time
+ * counts from when they last finished a job). A queue with floor 0 goes back to no thread.
+ * When no memory is left to start a thread (logged), the job stays queued for the queue's
+ * other threads or the next add.
  *
  * Deadlines: a job whose deadline (`whence`) passed before it started skips WORK. With
  * EVENTER_CANCEL_DEFERRED in its mask a job still in WORK at its deadline is cancelled with
@@ -67,9 +76,27 @@ ARK_EXTERN mtev_boolean eventer_jobq_get_lifo(eventer_jobq_t *queue);
 /* Sets the number of threads the queue may run (clamped to min/max, at least 1). */
 ARK_EXTERN void eventer_jobq_set_concurrency(eventer_jobq_t *queue, uint32_t concurrency);
 ARK_EXTERN uint32_t eventer_jobq_get_concurrency(eventer_jobq_t *queue);
-/* Sets the number of idle threads kept (at most the concurrency). */
+/*
+ * Sets the number of idle threads kept (default 0). The floor in effect is at most the
+ * concurrency: eventer_jobq_get_floor() returns min(floor, concurrency), and raising the
+ * concurrency later raises a clamped floor back to the value set here.
+ */
 ARK_EXTERN void eventer_jobq_set_floor(eventer_jobq_t *queue, uint32_t floor);
 ARK_EXTERN uint32_t eventer_jobq_get_floor(eventer_jobq_t *queue);
+/*
+ * Sets how long a thread beyond the floor stays without a job before it exits (default
+ * 5000 ms; 0 = as soon as it finds no job). Not in libmtev, whose period is fixed at 5 s.
+ */
+ARK_EXTERN void eventer_jobq_set_idle_timeout_ms(eventer_jobq_t *queue, uint32_t milliseconds);
+ARK_EXTERN uint32_t eventer_jobq_get_idle_timeout_ms(eventer_jobq_t *queue);
+/*
+ * The queue's threads now: running a job or idle (0 for a back queue, which runs none).
+ * Not in libmtev's API (its statistics call this "concurrency"; here that name is the
+ * limit). A snapshot: threads start and exit concurrently.
+ */
+ARK_EXTERN uint32_t eventer_jobq_get_thread_count(eventer_jobq_t *queue);
+/* Of those, the threads waiting for a job now. A snapshot. */
+ARK_EXTERN uint32_t eventer_jobq_get_idle_thread_count(eventer_jobq_t *queue);
 /* Sets bounds for the concurrency (0 = unbounded max). */
 ARK_EXTERN void eventer_jobq_set_min_max(eventer_jobq_t *queue, uint32_t min, uint32_t max);
 ARK_EXTERN void eventer_jobq_get_min_max(eventer_jobq_t *queue, uint32_t *min, uint32_t *max);
@@ -100,7 +127,9 @@ ARK_EXTERN int eventer_jobq_process_each(void (*visit)(eventer_jobq_t *queue, vo
  * Queues asynchronous event `e` (mask must include EVENTER_ASYNCH; fatal otherwise) on
  * `queue` (NULL = default queue). The eventer owns the reference. If e's owner is not a loop
  * thread, COMPLETE runs on loop thread 0. Called from inside a job, the new job inherits the
- * current job's subqueue.
+ * current job's subqueue. Without memory for the job's record (logged, naming the call)
+ * the event is dropped unrun: freed, with no phase called. Once queued, a job's COMPLETE
+ * reaches its loop even when the loop's command queue cannot grow.
  */
 ARK_EXTERN void eventer_add_asynch(eventer_jobq_t *queue, eventer_t e);
 /* eventer_add_asynch() on subqueue `id`. */
@@ -113,7 +142,8 @@ ARK_EXTERN void eventer_add_asynch_dep(eventer_jobq_t *queue, eventer_t e);
 ARK_EXTERN void eventer_add_asynch_dep_subqueue(eventer_jobq_t *queue, eventer_t e, uint64_t id);
 /*
  * Like eventer_add_asynch*(), but refuses (returns false, and the caller still owns `e`)
- * when the queue's backlog is at its limit or the eventer is shutting down.
+ * when the queue's backlog is at its limit, the eventer is shutting down, or there is no
+ * memory for the job's record (logged).
  */
 ARK_EXTERN mtev_boolean eventer_try_add_asynch(eventer_jobq_t *queue, eventer_t e);
 ARK_EXTERN mtev_boolean eventer_try_add_asynch_subqueue(eventer_jobq_t *queue, eventer_t e,

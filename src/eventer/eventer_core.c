@@ -44,11 +44,11 @@ static int configured_concurrency;
 static uint64_t rlimit_target = 1048576;
 static uint64_t max_sleep_us = 1000000;
 
-static int64_t allocations_current;
-static int64_t allocations_total;
 
 static __thread struct eventer_loop *this_loop;
 static __thread eventer_t this_event;
+
+int eventer_impl_faults[EVENTER_FAULT_SITES];
 
 static void ensure_log_streams(void)
 {
@@ -136,7 +136,7 @@ static void require_running(const char *call)
 
 eventer_t eventer_alloc(void)
 {
-    eventer_t e = calloc(1, sizeof(*e));
+    eventer_t e = eventer_impl_event_get();
     if (!e) {
         ensure_log_streams();
         mtevL(eventer_impl_error, "eventer_alloc: out of memory\n");
@@ -154,8 +154,6 @@ eventer_t eventer_alloc(void)
     } else {
         e->thr_owner = pthread_self();
     }
-    __atomic_add_fetch(&allocations_current, 1, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&allocations_total, 1, __ATOMIC_RELAXED);
     return e;
 }
 
@@ -252,9 +250,9 @@ mtev_boolean eventer_deref(eventer_t e)
     }
     if (e->aco_context)
         eventer_impl_aco_release(e);
-    free(e->job);
-    free(e);
-    __atomic_sub_fetch(&allocations_current, 1, __ATOMIC_RELAXED);
+    if (e->job)
+        free(e->job);
+    eventer_impl_event_put(e);
     return mtev_true;
 }
 
@@ -263,15 +261,6 @@ mtev_boolean eventer_free(eventer_t e)
     return eventer_deref(e);
 }
 
-int64_t eventer_allocations_current(void)
-{
-    return __atomic_load_n(&allocations_current, __ATOMIC_RELAXED);
-}
-
-int64_t eventer_allocations_total(void)
-{
-    return __atomic_load_n(&allocations_total, __ATOMIC_RELAXED);
-}
 
 /* ---- accessors ---- */
 
@@ -305,7 +294,13 @@ void eventer_update_whence(eventer_t e, struct timeval whence)
             eventer_ref(e);
             struct eventer_command command = {
                 .kind = COMMAND_UPDATE, .event = e, .whence = whence, .has_whence = 1};
-            eventer_impl_queue_command(loop, &command);
+            if (eventer_impl_queue_command(loop, &command) < 0) {
+                mtevL(eventer_impl_error,
+                      "eventer_update_whence: out of memory queueing to %s; event %p keeps its "
+                      "time\n",
+                      loop->name, (void *)e);
+                eventer_deref(e);
+            }
             return;
         }
         e->whence = whence;
@@ -394,16 +389,18 @@ void eventer_impl_wake(struct eventer_loop *loop)
         ;
 }
 
-void eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_command *command)
+int eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_command *command)
 {
     pthread_mutex_lock(&loop->command_lock);
-    if (loop->command_count == loop->command_capacity) {
+    int injected = eventer_impl_fault(EVENTER_FAULT_COMMAND_QUEUE);
+    if (injected || loop->command_count == loop->command_capacity) {
         uint32_t capacity = loop->command_capacity ? loop->command_capacity * 2 : 64;
         struct eventer_command *grown =
-            realloc(loop->commands, capacity * sizeof(struct eventer_command));
+            injected ? NULL : realloc(loop->commands, capacity * sizeof(struct eventer_command));
         if (!grown) {
             pthread_mutex_unlock(&loop->command_lock);
-            mtevFatal(mtev_error, "eventer: out of memory queueing work to %s\n", loop->name);
+            ensure_log_streams();
+            return -1;
         }
         loop->commands = grown;
         loop->command_capacity = capacity;
@@ -415,7 +412,77 @@ void eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_
     pthread_mutex_unlock(&loop->command_lock);
     if (wake)
         eventer_impl_wake(loop);
+    return 0;
 }
+
+void eventer_impl_spill_command(struct eventer_loop *loop, struct eventer_spilled_command *spilled)
+{
+    struct eventer_spilled_command *head = __atomic_load_n(&loop->spilled, __ATOMIC_RELAXED);
+    do {
+        spilled->next = head;
+    } while (!__atomic_compare_exchange_n(&loop->spilled, &head, spilled, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    eventer_impl_wake(loop);
+}
+
+/*
+ * A cross-thread timer/recurrent add or remove whose command `loop`'s queue could not take,
+ * with the guard reference the command would have held. The event itself goes on the loop's
+ * reconcile stack instead (which holds the guard): the loop then makes its structures agree
+ * with the event's state, which covers any number of adds and removes. `added_state` is the
+ * state an add set (IDLE for a remove).
+ */
+static void registration_not_queued(struct eventer_loop *loop, eventer_t e, const char *call,
+                                    uint32_t added_state)
+{
+    /* With the seq_cst pair in drain_spilled(): either that drain reads the state this thread
+     * stored, or this thread finds the node free and pushes it again. (Read-modify-writes,
+     * not fences, which ThreadSanitizer does not model.) */
+    (void)__atomic_fetch_or(&e->state, 0, __ATOMIC_SEQ_CST);
+    struct eventer_loop *pushed_on = NULL;
+    if (__atomic_compare_exchange_n(&e->reconcile_loop, &pushed_on, loop, 0, __ATOMIC_SEQ_CST,
+                                    __ATOMIC_SEQ_CST)) {
+        eventer_t head = __atomic_load_n(&loop->reconcile, __ATOMIC_RELAXED);
+        do {
+            e->reconcile_next = head;
+        } while (!__atomic_compare_exchange_n(&loop->reconcile, &head, e, 1, __ATOMIC_RELEASE,
+                                              __ATOMIC_RELAXED));
+        eventer_impl_wake(loop);
+        mtevL(eventer_impl_error,
+              "%s: out of memory queueing event %p to %s; passed on without allocating\n", call,
+              (void *)e, loop->name);
+        return;
+    }
+    if (pushed_on == loop) {
+        /* The pending node reconciles this change too. */
+        mtevL(eventer_impl_error,
+              "%s: out of memory queueing event %p to %s; its pending reconcile covers it\n", call,
+              (void *)e, loop->name);
+        eventer_deref(e);
+        return;
+    }
+    /* The node waits on another loop (the event changed owner): this change is lost. */
+    if (added_state != EVENT_STATE_IDLE) {
+        uint32_t expected = added_state;
+        __atomic_compare_exchange_n(&e->state, &expected, EVENT_STATE_IDLE, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_RELAXED);
+        mtevL(eventer_impl_error, "%s: out of memory queueing event %p to %s; it is not added\n",
+              call, (void *)e, loop->name);
+        eventer_deref(e);
+    } else {
+        /* The loop may still hold the event: keeping the guard keeps it allocated. */
+        mtevL(eventer_impl_error,
+              "%s: out of memory queueing the removal of event %p to %s; it stays allocated\n",
+              call, (void *)e, loop->name);
+    }
+}
+
+/*
+ * Queues a trigger. Without memory the trigger is dropped; an event not registered for its
+ * descriptor is then dropped too (its reference travelled with the trigger).
+ */
+static void queue_trigger(struct eventer_loop *loop, const struct eventer_command *command,
+                          const char *call);
 
 void eventer_wakeup(eventer_t e)
 {
@@ -435,7 +502,11 @@ int eventer_impl_run_on_loop(int loop_index, void (*function)(void *argument), v
         return -1;
     struct eventer_command command = {
         .kind = COMMAND_RUN, .function = function, .argument = argument};
-    eventer_impl_queue_command(&eventer_impl_loops[loop_index], &command);
+    if (eventer_impl_queue_command(&eventer_impl_loops[loop_index], &command) < 0) {
+        mtevL(eventer_impl_error, "eventer_impl_run_on_loop: out of memory queueing to %s\n",
+              eventer_impl_loops[loop_index].name);
+        return -1;
+    }
     return 0;
 }
 
@@ -594,7 +665,7 @@ static void registration_failed(eventer_t e, struct eventer_loop *loop, const ch
           strerror(error));
     struct eventer_command command = {
         .kind = COMMAND_TRIGGER, .event = e, .mask = EVENTER_EXCEPTION};
-    eventer_impl_queue_command(loop, &command);
+    queue_trigger(loop, &command, call);
 }
 
 /* Registers fd event `e` (mask already set) with `loop`'s poller. Any thread. */
@@ -733,15 +804,26 @@ int eventer_impl_run_callback(eventer_t e, int mask, struct timeval *now)
 
 /* ---- recurrent events (owner thread) ---- */
 
+/* Without memory to grow the list, the event goes back to idle, unregistered. */
 static void recurrent_insert(struct eventer_loop *loop, eventer_t e)
 {
     if (e->heap_index != 0)
         return;
-    if (loop->recurrent_count == loop->recurrent_capacity) {
+    int injected = eventer_impl_fault(EVENTER_FAULT_RECURRENT_LIST);
+    if (injected || loop->recurrent_count == loop->recurrent_capacity) {
         uint32_t capacity = loop->recurrent_capacity ? loop->recurrent_capacity * 2 : 16;
-        eventer_t *grown = realloc(loop->recurrent, capacity * sizeof(eventer_t));
-        if (!grown)
-            mtevFatal(mtev_error, "eventer_add_recurrent: out of memory\n");
+        eventer_t *grown = injected ? NULL : realloc(loop->recurrent, capacity * sizeof(eventer_t));
+        if (!grown) {
+            uint32_t expected = EVENT_STATE_RECURRENT;
+            __atomic_compare_exchange_n(&e->state, &expected, EVENT_STATE_IDLE, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_RELAXED);
+            ensure_log_streams();
+            mtevL(eventer_impl_error,
+                  "eventer_add_recurrent: out of memory growing the recurrent list of %s; event "
+                  "%p is not added\n",
+                  loop->name, (void *)e);
+            return;
+        }
         loop->recurrent = grown;
         loop->recurrent_capacity = capacity;
     }
@@ -819,7 +901,8 @@ void eventer_add_timed(eventer_t e)
     }
     eventer_ref(e); /* guard: the command's reference */
     struct eventer_command command = {.kind = COMMAND_ADD, .event = e};
-    eventer_impl_queue_command(loop, &command);
+    if (eventer_impl_queue_command(loop, &command) < 0)
+        registration_not_queued(loop, e, "eventer_add_timed", EVENT_STATE_TIMER);
 }
 
 eventer_t eventer_remove_timed(eventer_t e)
@@ -834,7 +917,8 @@ eventer_t eventer_remove_timed(eventer_t e)
     } else if (loop) {
         eventer_ref(e);
         struct eventer_command command = {.kind = COMMAND_REMOVE, .event = e};
-        eventer_impl_queue_command(loop, &command);
+        if (eventer_impl_queue_command(loop, &command) < 0)
+            registration_not_queued(loop, e, "eventer_remove_timed", EVENT_STATE_IDLE);
     }
     return e;
 }
@@ -857,7 +941,8 @@ void eventer_add_recurrent(eventer_t e)
     }
     eventer_ref(e);
     struct eventer_command command = {.kind = COMMAND_ADD, .event = e};
-    eventer_impl_queue_command(loop, &command);
+    if (eventer_impl_queue_command(loop, &command) < 0)
+        registration_not_queued(loop, e, "eventer_add_recurrent", EVENT_STATE_RECURRENT);
 }
 
 eventer_t eventer_remove_recurrent(eventer_t e)
@@ -872,7 +957,8 @@ eventer_t eventer_remove_recurrent(eventer_t e)
     } else if (loop) {
         eventer_ref(e);
         struct eventer_command command = {.kind = COMMAND_REMOVE, .event = e};
-        eventer_impl_queue_command(loop, &command);
+        if (eventer_impl_queue_command(loop, &command) < 0)
+            registration_not_queued(loop, e, "eventer_remove_recurrent", EVENT_STATE_IDLE);
     }
     return e;
 }
@@ -939,7 +1025,13 @@ void eventer_update(eventer_t e, int mask)
     }
     eventer_ref(e);
     struct eventer_command command = {.kind = COMMAND_UPDATE, .event = e, .mask = mask};
-    eventer_impl_queue_command(loop, &command);
+    if (eventer_impl_queue_command(loop, &command) < 0) {
+        mtevL(eventer_impl_error,
+              "eventer_update: out of memory queueing to %s; update of event %p to mask 0x%x "
+              "dropped\n",
+              loop->name, (void *)e, mask);
+        eventer_deref(e);
+    }
 }
 
 void eventer_trigger(eventer_t e, int mask)
@@ -952,7 +1044,21 @@ void eventer_trigger(eventer_t e, int mask)
     }
     struct eventer_command command = {
         .kind = COMMAND_TRIGGER, .event = e, .mask = mask | EVENTER_CROSS_THREAD_TRIGGER};
-    eventer_impl_queue_command(loop, &command);
+    queue_trigger(loop, &command, "eventer_trigger");
+}
+
+static void queue_trigger(struct eventer_loop *loop, const struct eventer_command *command,
+                          const char *call)
+{
+    if (eventer_impl_queue_command(loop, command) == 0)
+        return;
+    eventer_t e = command->event;
+    int registered = e->fd >= 0 && e->fd < fd_table_size && fd_table_load(e->fd) == e;
+    mtevL(eventer_impl_error,
+          "%s: out of memory queueing to %s; trigger of event %p (fd %d) dropped%s\n", call,
+          loop->name, (void *)e, e->fd, registered ? "" : " with the event");
+    if (!registered)
+        eventer_deref(e);
 }
 
 /* ---- the loop ---- */
@@ -1004,7 +1110,7 @@ static void apply_command(struct eventer_loop *loop, struct eventer_command *com
             eventer_deref(e);
         } else if (eventer_impl_loop_of_event(e) != loop) {
             /* The event moved since the trigger was queued: follow it. */
-            eventer_impl_queue_command(eventer_impl_loop_of_event(e), command);
+            queue_trigger(eventer_impl_loop_of_event(e), command, "eventer_trigger");
         } else {
             eventer_impl_dispatch_fd(loop, e, command->mask & ~EVENTER_CROSS_THREAD_TRIGGER);
         }
@@ -1027,13 +1133,61 @@ static void apply_command(struct eventer_loop *loop, struct eventer_command *com
     }
 }
 
+/*
+ * Applies what could not be queued to this loop for want of memory: events whose timer or
+ * recurrent registration it must reconcile with their state, and spilled job commands
+ * (eventer_impl_spill_command), oldest first. Returns whether there was any.
+ */
+static int drain_spilled(struct eventer_loop *loop, int tearing_down)
+{
+    int found = 0;
+    if (__atomic_load_n(&loop->reconcile, __ATOMIC_RELAXED)) {
+        found = 1;
+        eventer_t e = __atomic_exchange_n(&loop->reconcile, NULL, __ATOMIC_ACQUIRE);
+        while (e) {
+            /* Read before the event may be pushed again. */
+            eventer_t next = e->reconcile_next;
+            /* See registration_not_queued(). */
+            (void)__atomic_exchange_n(&e->reconcile_loop, NULL, __ATOMIC_SEQ_CST);
+            int idle = __atomic_fetch_or(&e->state, 0, __ATOMIC_SEQ_CST) == EVENT_STATE_IDLE;
+            struct eventer_command command = {.kind = idle ? COMMAND_REMOVE : COMMAND_ADD,
+                                              .event = e};
+            apply_command(loop, &command, tearing_down); /* drops the guard */
+            e = next;
+        }
+    }
+    if (__atomic_load_n(&loop->spilled, __ATOMIC_RELAXED)) {
+        found = 1;
+        struct eventer_spilled_command *newest =
+            __atomic_exchange_n(&loop->spilled, NULL, __ATOMIC_ACQUIRE);
+        struct eventer_spilled_command *oldest = NULL;
+        while (newest) {
+            struct eventer_spilled_command *next = newest->next;
+            newest->next = oldest;
+            oldest = newest;
+            newest = next;
+        }
+        while (oldest) {
+            /* Read before the node is freed with its job. */
+            struct eventer_spilled_command *next = oldest->next;
+            struct eventer_command command = {.kind = oldest->kind, .event = oldest->event};
+            apply_command(loop, &command, tearing_down);
+            oldest = next;
+        }
+    }
+    return found;
+}
+
 static void drain_commands(struct eventer_loop *loop, int tearing_down)
 {
     for (;;) {
+        int spilled = drain_spilled(loop, tearing_down);
         pthread_mutex_lock(&loop->command_lock);
         uint32_t count = loop->command_count;
         if (count == 0) {
             pthread_mutex_unlock(&loop->command_lock);
+            if (spilled && tearing_down)
+                continue; /* applying those may have spilled more */
             return;
         }
         struct eventer_command *batch = loop->commands;

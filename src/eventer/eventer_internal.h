@@ -44,6 +44,13 @@ struct eventer_job;
 /* Registration of this fd failed once already; a second failure drops the event. */
 #define EVENT_FLAG_REGISTER_FAILED 0x2
 
+/* A job command that could not be queued for want of memory (eventer_impl_spill_command). */
+struct eventer_spilled_command {
+    struct eventer_spilled_command *next;
+    int kind; /* COMMAND_COMPLETE or COMMAND_CANCELLED */
+    eventer_t event;
+};
+
 /* Values of `state`. */
 enum { EVENT_STATE_IDLE = 0, EVENT_STATE_TIMER = 1, EVENT_STATE_RECURRENT = 2 };
 
@@ -68,6 +75,10 @@ struct _event {
     struct eventer_loop *registered_loop; /* whose poller holds the fd, owner thread only */
     struct eventer_job *job;              /* asynch events: the job record */
     void *aco_context;                    /* owned by the ACO layer */
+    /* A timer/recurrent add or remove that could not be queued for want of memory: the event
+     * itself goes on `reconcile_loop`'s `reconcile` stack (atomic; NULL: it is on none). */
+    struct _event *reconcile_next;
+    struct eventer_loop *reconcile_loop;
 };
 
 /* A command queued to a loop thread by another thread. */
@@ -80,6 +91,14 @@ enum eventer_command_kind {
     COMMAND_RUN,       /* call function(argument) */
     COMMAND_CANCELLED, /* an asynch job whose thread was cancelled: finish it */
 };
+
+/*
+ * A job's COMPLETE or CANCELLED that could not be queued because the queue could not grow
+ * (out of memory). The node lives in the job record and is pushed, without allocating, on
+ * the loop's `spilled` stack, which the loop drains with its commands. (A timer or recurrent
+ * add/remove goes the same way on the `reconcile` stack, through the event's own link.)
+ */
+void eventer_impl_spill_command(struct eventer_loop *loop, struct eventer_spilled_command *spilled);
 
 struct eventer_command {
     int kind;
@@ -128,9 +147,10 @@ struct eventer_loop {
     uint64_t *wheel_occupied;         /* one bit per non-empty slot */
     uint64_t wheel_start_us;          /* the wheel covers [start, start + slots << shift) */
     uint32_t wheel_slot_count;
-    unsigned wheel_shift;   /* a slot spans 2^wheel_shift microseconds */
-    uint32_t timer_count;   /* timers held in all three */
-    int timer_trim_pending; /* empty arrays above the kept size wait to be freed */
+    unsigned wheel_shift;      /* a slot spans 2^wheel_shift microseconds */
+    uint32_t timer_count;      /* timers held in all three */
+    int timer_trim_pending;    /* empty arrays above the kept size wait to be freed */
+    uint64_t timer_trimmed_us; /* when they last were */
     uint64_t timer_sequence;
     uint64_t timer_base_us; /* deadlines are stored relative to this */
     eventer_t *recurrent;
@@ -145,6 +165,8 @@ struct eventer_loop {
     uint32_t command_count, command_capacity;
     struct eventer_command *draining;
     uint32_t draining_capacity;
+    struct eventer_spilled_command *spilled; /* atomic stack, see eventer_impl_spill_command() */
+    struct _event *reconcile; /* atomic stack of events, linked by `reconcile_next` */
 
     /* The completion "back queue" jobq object for introspection. */
     struct _eventer_jobq *backq;
@@ -163,8 +185,12 @@ struct eventer_loop *eventer_impl_current_loop(void);
 int eventer_impl_loop_index_of_event(eventer_t e);
 /* The loop that will run e's callbacks (never NULL once initialised). */
 struct eventer_loop *eventer_impl_loop_of_event(eventer_t e);
-/* Queues a command to `loop` and wakes it if needed. Any thread. */
-void eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_command *command);
+/*
+ * Queues a command to `loop` and wakes it if needed. Returns 0, or -1 when the queue cannot
+ * grow (out of memory): nothing is queued and the caller still holds what the command
+ * carried; it reports the failure, naming its call. Any thread.
+ */
+int eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_command *command);
 /* Wakes `loop` (writes its eventfd). Any thread. */
 void eventer_impl_wake(struct eventer_loop *loop);
 /* The current time in microseconds since the epoch (CLOCK_REALTIME). */
@@ -173,6 +199,14 @@ uint64_t eventer_impl_now_us(void);
 int eventer_impl_running(void);
 /* True after eventer_shutdown(). */
 int eventer_impl_stopping(void);
+
+/* Event memory (eventer_event_pool.c). Any thread. */
+/* A zeroed event, or NULL when out of memory. */
+eventer_t eventer_impl_event_get(void);
+/* Gives back an event from eventer_impl_event_get(), on any thread. */
+void eventer_impl_event_put(eventer_t e);
+/* 64 KB chunks the pool holds mapped now (in use, or kept as spares). */
+uint64_t eventer_impl_event_chunks_mapped(void);
 
 /* Timers (eventer_timers.c), owner thread. */
 void eventer_impl_timer_insert(struct eventer_loop *loop, eventer_t e);
@@ -209,6 +243,31 @@ void eventer_impl_backq_destroy(struct _eventer_jobq *backq);
 void eventer_impl_dispatch_fd(struct eventer_loop *loop, eventer_t e, int mask);
 /* Runs a timer or recurrent callback with bookkeeping (current event). */
 int eventer_impl_run_callback(eventer_t e, int mask, struct timeval *now);
+
+/*
+ * Fault injection for tests: while eventer_impl_faults[site] is positive, each allocation at
+ * that site fails as if memory were exhausted (a growth behaves as if the array were full
+ * and could not grow), and the count goes down by one. Atomic; zero unless a test sets it.
+ */
+enum eventer_fault_site {
+    EVENTER_FAULT_COMMAND_QUEUE,  /* eventer_impl_queue_command() */
+    EVENTER_FAULT_RECURRENT_LIST, /* a loop's recurrent list */
+    EVENTER_FAULT_JOB_RECORD,     /* the record of an asynch job (eventer_add_asynch*()) */
+    EVENTER_FAULT_JOBQ_THREADS,   /* a job queue's thread list */
+    EVENTER_FAULT_TIMER_STORAGE,  /* a loop's timer heaps and wheel slots (growth) */
+    EVENTER_FAULT_SITES
+};
+extern int eventer_impl_faults[EVENTER_FAULT_SITES];
+/* True when this allocation at `site` must fail (consumes one count). */
+static inline int eventer_impl_fault(enum eventer_fault_site site)
+{
+    int left = __atomic_load_n(&eventer_impl_faults[site], __ATOMIC_RELAXED);
+    while (left > 0)
+        if (__atomic_compare_exchange_n(&eventer_impl_faults[site], &left, left - 1, 0,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return 1;
+    return 0;
+}
 
 /* ---- hooks for the ACO layer and the adaptation host ---- */
 

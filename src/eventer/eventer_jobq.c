@@ -36,6 +36,9 @@ struct eventer_job {
     pthread_t reaper; /* joins the cancelled job thread, then hands the job to the loop */
     int reaper_joined;
     struct eventer_job *next_cancelling;
+    /* COMPLETE or CANCELLED when the loop's queue could not take it (one at a time: the
+     * loop posts COMPLETE only after it finished CANCELLED). */
+    struct eventer_spilled_command spill;
 };
 
 struct subqueue {
@@ -61,7 +64,9 @@ struct _eventer_jobq {
     uint32_t bucket_count, subqueue_count;
     struct subqueue *ring; /* the subqueue served next */
     uint32_t backlog, inflight;
-    uint32_t concurrency, floor, min, max, max_backlog;
+    uint32_t concurrency, min, max, max_backlog;
+    uint32_t floor;           /* as set; the effective floor is at most the concurrency */
+    uint32_t idle_timeout_ms; /* how long a thread beyond the floor stays idle */
     int lifo;
     eventer_jobq_memory_safety_t memory_safety;
     uint32_t threads, idle_threads;
@@ -78,7 +83,8 @@ static struct _eventer_jobq *all_queues;
 static struct _eventer_jobq *default_queue;
 static uint32_t default_queue_threads = 10;
 static int default_lifo;
-static const struct timespec idle_exit = {5, 0};
+/* libmtev's idle period: a job thread beyond the floor exits after 5 s without work. */
+#define DEFAULT_IDLE_TIMEOUT_MS 5000
 
 static __thread struct eventer_job *current_job;
 static __thread int current_phase;
@@ -100,7 +106,14 @@ static struct _eventer_jobq *queue_new(const char *name, eventer_jobq_memory_saf
         return NULL;
     }
     pthread_mutex_init(&queue->lock, NULL);
-    pthread_cond_init(&queue->work_available, NULL);
+    /* Idle deadlines on the monotonic clock: setting the wall clock must not end or
+     * prolong an idle period. */
+    pthread_condattr_t attributes;
+    pthread_condattr_init(&attributes);
+    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
+    pthread_cond_init(&queue->work_available, &attributes);
+    pthread_condattr_destroy(&attributes);
+    queue->idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
     queue->concurrency = 1;
     queue->min = 1;
     queue->lifo = default_lifo;
@@ -258,8 +271,19 @@ static void clamp_concurrency(struct _eventer_jobq *queue)
         queue->concurrency = queue->max;
     if (queue->concurrency < 1)
         queue->concurrency = 1;
-    if (queue->floor > queue->concurrency)
-        queue->floor = queue->concurrency;
+}
+
+/* Called with queue->lock held. */
+static uint32_t effective_floor(struct _eventer_jobq *queue)
+{
+    return queue->floor < queue->concurrency ? queue->floor : queue->concurrency;
+}
+
+/* Called with queue->lock held: idle threads re-check whether they should exit. */
+static void idle_rules_changed(struct _eventer_jobq *queue)
+{
+    if (queue->idle_threads)
+        pthread_cond_broadcast(&queue->work_available);
 }
 
 void eventer_jobq_set_concurrency(eventer_jobq_t *queue, uint32_t concurrency)
@@ -267,6 +291,7 @@ void eventer_jobq_set_concurrency(eventer_jobq_t *queue, uint32_t concurrency)
     pthread_mutex_lock(&queue->lock);
     queue->concurrency = concurrency;
     clamp_concurrency(queue);
+    idle_rules_changed(queue);
     pthread_mutex_unlock(&queue->lock);
 }
 
@@ -282,14 +307,46 @@ void eventer_jobq_set_floor(eventer_jobq_t *queue, uint32_t floor)
 {
     pthread_mutex_lock(&queue->lock);
     queue->floor = floor;
-    clamp_concurrency(queue);
+    idle_rules_changed(queue);
     pthread_mutex_unlock(&queue->lock);
 }
 
 uint32_t eventer_jobq_get_floor(eventer_jobq_t *queue)
 {
     pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->floor;
+    uint32_t value = effective_floor(queue);
+    pthread_mutex_unlock(&queue->lock);
+    return value;
+}
+
+void eventer_jobq_set_idle_timeout_ms(eventer_jobq_t *queue, uint32_t milliseconds)
+{
+    pthread_mutex_lock(&queue->lock);
+    queue->idle_timeout_ms = milliseconds;
+    idle_rules_changed(queue);
+    pthread_mutex_unlock(&queue->lock);
+}
+
+uint32_t eventer_jobq_get_idle_timeout_ms(eventer_jobq_t *queue)
+{
+    pthread_mutex_lock(&queue->lock);
+    uint32_t value = queue->idle_timeout_ms;
+    pthread_mutex_unlock(&queue->lock);
+    return value;
+}
+
+uint32_t eventer_jobq_get_thread_count(eventer_jobq_t *queue)
+{
+    pthread_mutex_lock(&queue->lock);
+    uint32_t value = queue->threads;
+    pthread_mutex_unlock(&queue->lock);
+    return value;
+}
+
+uint32_t eventer_jobq_get_idle_thread_count(eventer_jobq_t *queue)
+{
+    pthread_mutex_lock(&queue->lock);
+    uint32_t value = queue->idle_threads;
     pthread_mutex_unlock(&queue->lock);
     return value;
 }
@@ -522,10 +579,12 @@ static void maybe_spawn_worker(struct _eventer_jobq *queue)
         queue->threads >= queue->concurrency)
         return;
     reap_exited_workers(queue);
-    if (queue->worker_count == queue->worker_capacity) {
+    int injected = eventer_impl_fault(EVENTER_FAULT_JOBQ_THREADS);
+    if (injected || queue->worker_count == queue->worker_capacity) {
         uint32_t capacity = queue->worker_capacity ? queue->worker_capacity * 2 : 8;
-        struct worker *grown = realloc(queue->workers, capacity * sizeof(*grown));
+        struct worker *grown = injected ? NULL : realloc(queue->workers, capacity * sizeof(*grown));
         if (!grown) {
+            /* Jobs stay queued; the next add or an existing thread will take them. */
             mtevL(eventer_impl_error, "jobq %s: out of memory starting a thread\n", queue->name);
             return;
         }
@@ -555,10 +614,24 @@ static void mark_worker_exited(struct _eventer_jobq *queue)
     queue->threads--;
 }
 
+/* Posts COMPLETE or CANCELLED for `job` to its loop; without memory, by the job's own node. */
+static void post_to_loop(struct eventer_job *job, int kind)
+{
+    struct eventer_command command = {.kind = kind, .event = job->event};
+    if (eventer_impl_queue_command(job->complete_loop, &command) == 0)
+        return;
+    mtevL(eventer_impl_error,
+          "jobq %s: out of memory queueing %s of job %p to %s; passed on without allocating\n",
+          job->queue->name, kind == COMMAND_COMPLETE ? "COMPLETE" : "the cancellation",
+          (void *)job->event, job->complete_loop->name);
+    job->spill.kind = kind;
+    job->spill.event = job->event;
+    eventer_impl_spill_command(job->complete_loop, &job->spill);
+}
+
 static void post_complete(struct eventer_job *job)
 {
-    struct eventer_command command = {.kind = COMMAND_COMPLETE, .event = job->event};
-    eventer_impl_queue_command(job->complete_loop, &command);
+    post_to_loop(job, COMMAND_COMPLETE);
 }
 
 static void job_finished(struct eventer_job *job)
@@ -633,8 +706,7 @@ static void *reap_cancelled_worker(void *argument)
 {
     struct eventer_job *job = argument;
     pthread_join(job->worker, NULL);
-    struct eventer_command command = {.kind = COMMAND_CANCELLED, .event = job->event};
-    eventer_impl_queue_command(job->complete_loop, &command);
+    post_to_loop(job, COMMAND_CANCELLED);
     return NULL;
 }
 
@@ -697,6 +769,13 @@ static void run_job(struct _eventer_jobq *queue, struct eventer_job *job)
     finish_job(job);
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
 static void *worker_main(void *argument)
 {
     struct _eventer_jobq *queue = argument;
@@ -711,18 +790,28 @@ static void *worker_main(void *argument)
     pthread_mutex_lock(&queue->lock);
     for (;;) {
         struct eventer_job *job = NULL;
+        uint64_t idle_since_ns = 0;
         while (!queue->shutting_down && !(job = pop_locked(queue))) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += idle_exit.tv_sec;
-            queue->idle_threads++;
-            int waited = pthread_cond_timedwait(&queue->work_available, &queue->lock, &until);
-            queue->idle_threads--;
-            if (waited == ETIMEDOUT && !queue->ring && queue->threads > queue->floor) {
+            uint64_t now_ns = monotonic_ns();
+            if (!idle_since_ns)
+                idle_since_ns = now_ns;
+            uint64_t idle_until_ns = idle_since_ns + (uint64_t)queue->idle_timeout_ms * 1000000u;
+            int beyond_floor = queue->threads > effective_floor(queue);
+            if (beyond_floor && now_ns >= idle_until_ns) {
                 mark_worker_exited(queue);
                 pthread_mutex_unlock(&queue->lock);
                 return NULL;
             }
+            /* At the floor a thread waits for work or for a setter to change the rules. */
+            queue->idle_threads++;
+            if (beyond_floor) {
+                struct timespec until = {(time_t)(idle_until_ns / 1000000000u),
+                                         (long)(idle_until_ns % 1000000000u)};
+                pthread_cond_timedwait(&queue->work_available, &queue->lock, &until);
+            } else {
+                pthread_cond_wait(&queue->work_available, &queue->lock);
+            }
+            queue->idle_threads--;
         }
         if (!job)
             break;
@@ -808,12 +897,18 @@ static mtev_boolean add_job(const char *call, eventer_jobq_t *queue, eventer_t e
     if (e->job)
         mtevFatal(mtev_error, "%s: event %p is already a queued job\n", call, (void *)e);
 
-    struct eventer_job *job = calloc(1, sizeof(*job));
+    struct eventer_job *job =
+        eventer_impl_fault(EVENTER_FAULT_JOB_RECORD) ? NULL : calloc(1, sizeof(*job));
     if (!job) {
-        mtevL(eventer_impl_error, "%s: out of memory\n", call);
-        if (try)
+        if (try) {
+            mtevL(eventer_impl_error, "%s: out of memory for a job; refused\n", call);
             return mtev_false;
-        mtevFatal(mtev_error, "%s: out of memory for a job\n", call);
+        }
+        /* No record, so no phase can run: the event is dropped, as the caller handed it. */
+        mtevL(eventer_impl_error, "%s: out of memory for a job; event %p dropped unrun\n", call,
+              (void *)e);
+        eventer_deref(e);
+        return mtev_true;
     }
     job->event = e;
     job->queue = queue;

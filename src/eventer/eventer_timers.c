@@ -44,10 +44,11 @@
 enum { TIMER_PLACE_DUE = 0, TIMER_PLACE_FAR = 1, TIMER_PLACE_SLOT = 2 };
 
 /* An empty slot keeps its array up to this capacity (512 bytes); larger ones are freed when
- * the loop next sleeps, so memory taken by a burst goes back. */
+ * the loop sleeps (at most once every TRIM_INTERVAL_US), so memory taken by a burst goes back. */
 #define SLOT_KEPT_CAPACITY 32
 /* The same for the two heaps. */
 #define HEAP_KEPT_CAPACITY 4096
+#define TRIM_INTERVAL_US   1000000
 
 /* Geometry for loops created from now on (see eventer_impl_timer_wheel_configure). */
 static unsigned configured_shift = 10;   /* 1.024 ms per slot */
@@ -163,6 +164,8 @@ static int heap_reserve(struct eventer_timer_heap *heap, uint32_t needed)
 {
     if (needed <= heap->capacity)
         return 0;
+    if (eventer_impl_fault(EVENTER_FAULT_TIMER_STORAGE))
+        return -1;
     uint32_t capacity = heap->capacity ? heap->capacity : 16;
     while (capacity < needed)
         capacity *= 2;
@@ -557,8 +560,18 @@ static uint64_t next_wait(struct eventer_loop *loop)
 uint64_t eventer_impl_timers_next_wait(struct eventer_loop *loop)
 {
     uint64_t wait = next_wait(loop);
-    if (wait > 0 && loop->timer_trim_pending)
-        trim_storage(loop);
+    /* At most once a second: a busy loop whose slots each see more than SLOT_KEPT_CAPACITY
+     * timers would otherwise free and regrow their arrays on every sleep. A loop going idle
+     * wakes once more for it. */
+    if (wait > 0 && loop->timer_trim_pending) {
+        uint64_t since = loop->now_us - loop->timer_trimmed_us;
+        if (since >= TRIM_INTERVAL_US) {
+            loop->timer_trimmed_us = loop->now_us;
+            trim_storage(loop);
+        } else if (wait > TRIM_INTERVAL_US - since) {
+            wait = TRIM_INTERVAL_US - since;
+        }
+    }
     return wait;
 }
 

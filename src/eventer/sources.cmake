@@ -4,6 +4,7 @@ find_package(Threads REQUIRED)
 list(APPEND ARK_SOURCES
     ${CMAKE_CURRENT_LIST_DIR}/eventer_core.c
     ${CMAKE_CURRENT_LIST_DIR}/eventer_timers.c
+    ${CMAKE_CURRENT_LIST_DIR}/eventer_event_pool.c
     ${CMAKE_CURRENT_LIST_DIR}/eventer_jobq.c
     ${CMAKE_CURRENT_LIST_DIR}/eventer_fd.c
     ${CMAKE_CURRENT_LIST_DIR}/eventer_aco.c

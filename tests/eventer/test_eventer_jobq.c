@@ -414,3 +414,126 @@ ARK_TEST(process_each_visits_every_queue_including_runtime_ones)
     ARK_ASSERT_EQ(eventer_jobq_process_each(NULL, NULL), 0);
     test_eventer_stop();
 }
+
+/* ---- threads: started on demand, beyond the floor they exit after the idle period ---- */
+
+struct held_jobs {
+    int entered, release, completed;
+};
+
+/* WORK holds its thread until `release`, so that each job occupies a thread of its own. */
+static int held_job(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    struct held_jobs *held = closure;
+    if (mask == EVENTER_ASYNCH_WORK) {
+        test_increment(&held->entered);
+        while (!test_load(&held->release))
+            test_sleep_ms(1);
+    } else if (IS_COMPLETE(mask)) {
+        test_increment(&held->completed);
+    }
+    return 0;
+}
+
+/* Runs `count` held jobs at once on `queue` (concurrency >= count), then lets them finish. */
+static void occupy_threads(eventer_jobq_t *queue, struct held_jobs *held, int count)
+{
+    int entered = test_load(&held->entered);
+    int completed = test_load(&held->completed);
+    __atomic_store_n(&held->release, 0, __ATOMIC_RELEASE);
+    for (int i = 0; i < count; i++)
+        eventer_add_asynch(queue, eventer_alloc_asynch(held_job, held));
+    test_wait_for_count(&held->entered, entered + count, "held jobs running");
+    ARK_ASSERT_EQ(eventer_jobq_get_thread_count(queue), count);
+    ARK_ASSERT_EQ(eventer_jobq_get_idle_thread_count(queue), 0);
+    ARK_ASSERT_EQ(eventer_jobq_get_inflight(queue), count);
+    __atomic_store_n(&held->release, 1, __ATOMIC_RELEASE);
+    test_wait_for_count(&held->completed, completed + count, "held jobs completed");
+}
+
+/* Waits (bounded, like test_wait_for_count) until `read(queue)` equals `target`. */
+static void wait_for_queue_value(eventer_jobq_t *queue, uint32_t (*read)(eventer_jobq_t *),
+                                 uint32_t target, const char *what)
+{
+    const char *scale_text = getenv("ARK_TEST_TIMEOUT_SCALE");
+    int scale = scale_text && atoi(scale_text) > 1 ? atoi(scale_text) : 1;
+    for (int waited = 0; waited < 20000 * scale; waited++) {
+        if (read(queue) == target)
+            return;
+        test_sleep_ms(1);
+    }
+    ark_test_fail(__FILE__, __LINE__, "timed out waiting for %s: %u, not %u", what, read(queue),
+                  target);
+}
+
+ARK_TEST(idle_threads_beyond_the_floor_exit_and_the_floor_stays)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("floored");
+    ARK_ASSERT_EQ(eventer_jobq_get_thread_count(queue), 0); /* threads start on demand */
+    ARK_ASSERT_EQ(eventer_jobq_get_idle_timeout_ms(queue), 5000);
+    eventer_jobq_set_concurrency(queue, 4);
+    eventer_jobq_set_floor(queue, 2);
+    ARK_ASSERT_EQ(eventer_jobq_get_floor(queue), 2);
+    static struct held_jobs held;
+    occupy_threads(queue, &held, 4);
+    /* With the default 5 s idle period, all four are still there once idle. */
+    wait_for_queue_value(queue, eventer_jobq_get_idle_thread_count, 4, "idle threads");
+    ARK_ASSERT_EQ(eventer_jobq_get_thread_count(queue), 4);
+    /* A shorter period applies to threads already idle: the two beyond the floor exit. */
+    eventer_jobq_set_idle_timeout_ms(queue, 100);
+    ARK_ASSERT_EQ(eventer_jobq_get_idle_timeout_ms(queue), 100);
+    wait_for_queue_value(queue, eventer_jobq_get_thread_count, 2, "threads down to the floor");
+    /* The floor's threads stay, idle, for many idle periods. */
+    test_sleep_ms(500);
+    ARK_ASSERT_EQ(eventer_jobq_get_thread_count(queue), 2);
+    ARK_ASSERT_EQ(eventer_jobq_get_idle_thread_count(queue), 2);
+    /* They still run jobs; more work than the floor starts threads again. */
+    occupy_threads(queue, &held, 3);
+    wait_for_queue_value(queue, eventer_jobq_get_thread_count, 2, "threads down to the floor");
+    test_eventer_stop();
+}
+
+ARK_TEST(queue_with_floor_zero_goes_back_to_no_threads)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("unfloored");
+    eventer_jobq_set_concurrency(queue, 3);
+    eventer_jobq_set_idle_timeout_ms(queue, 100);
+    ARK_ASSERT_EQ(eventer_jobq_get_floor(queue), 0);
+    static struct held_jobs held;
+    occupy_threads(queue, &held, 3);
+    wait_for_queue_value(queue, eventer_jobq_get_thread_count, 0, "no threads");
+    ARK_ASSERT_EQ(eventer_jobq_get_idle_thread_count(queue), 0);
+    /* Work again: threads start again, and go again. */
+    occupy_threads(queue, &held, 3);
+    wait_for_queue_value(queue, eventer_jobq_get_thread_count, 0, "no threads again");
+    /* Idle period 0: a thread beyond the floor exits as soon as it finds no job. */
+    eventer_jobq_set_idle_timeout_ms(queue, 0);
+    occupy_threads(queue, &held, 2);
+    wait_for_queue_value(queue, eventer_jobq_get_thread_count, 0, "no threads at period 0");
+    test_eventer_stop();
+}
+
+ARK_TEST(floor_above_concurrency_is_clamped)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("clamped");
+    eventer_jobq_set_concurrency(queue, 2);
+    eventer_jobq_set_floor(queue, 5);
+    ARK_ASSERT_EQ(eventer_jobq_get_floor(queue), 2);
+    eventer_jobq_set_idle_timeout_ms(queue, 100);
+    static struct held_jobs held;
+    occupy_threads(queue, &held, 2);
+    /* Both threads are within the clamped floor: they stay. */
+    wait_for_queue_value(queue, eventer_jobq_get_idle_thread_count, 2, "idle threads");
+    test_sleep_ms(500);
+    ARK_ASSERT_EQ(eventer_jobq_get_thread_count(queue), 2);
+    /* The floor as set comes back when the concurrency allows it. */
+    eventer_jobq_set_concurrency(queue, 6);
+    ARK_ASSERT_EQ(eventer_jobq_get_floor(queue), 5);
+    /* Lowering the floor releases threads already idle at it. */
+    eventer_jobq_set_floor(queue, 0);
+    wait_for_queue_value(queue, eventer_jobq_get_thread_count, 0, "no threads after floor 0");
+    test_eventer_stop();
+}

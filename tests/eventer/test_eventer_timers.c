@@ -477,3 +477,53 @@ ARK_TEST(a_late_loop_fires_everything_in_order)
     ARK_ASSERT_EQ(late_check.early, 0);
     test_eventer_stop();
 }
+
+/* Storage a burst of timers took goes back once the loop is idle again. */
+static struct order_check burst_check;
+static uint64_t storage_during, storage_after;
+static int storage_measured;
+
+static uint64_t timer_storage_nodes(void)
+{
+    struct eventer_loop *loop = eventer_impl_current_loop();
+    uint64_t nodes = loop->due.capacity + loop->far.capacity;
+    for (uint32_t s = 0; loop->wheel && s < loop->wheel_slot_count; s++)
+        nodes += loop->wheel[s].timers.capacity;
+    return nodes;
+}
+
+static int measure_storage(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    *(uint64_t *)closure = timer_storage_nodes();
+    test_increment(&storage_measured);
+    return 0;
+}
+
+static int add_burst(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    unsigned seed = 3;
+    for (int i = 0; i < 100000; i++)
+        eventer_add_at(ordered_timer, &burst_check,
+                       offset_from(*now, 20000 + (long)(rand_r(&seed) % 100000u)));
+    storage_during = timer_storage_nodes();
+    return 0;
+}
+
+ARK_TEST(timer_storage_is_freed_after_a_burst)
+{
+    test_eventer_start(2);
+    pthread_t owner = eventer_choose_owner(1);
+    eventer_add_timer_next_opportunity(add_burst, NULL, owner);
+    test_wait_for_count(&burst_check.fired, 100000, "burst");
+    /* The loop trims at most once a second, and wakes for it. */
+    test_sleep_ms(1300);
+    eventer_add_timer_next_opportunity(measure_storage, &storage_after, owner);
+    test_wait_for_count(&storage_measured, 1, "measuring");
+    ARK_ASSERT_MSG(storage_during >= 100000, "%llu nodes held for 100000 timers",
+                   (unsigned long long)storage_during);
+    /* Empty slots keep 32 nodes at most (their arrays are small); the heaps 4096. */
+    ARK_ASSERT_MSG(storage_after <= 4096 * 32 + 2 * 4096, "%llu nodes still held",
+                   (unsigned long long)storage_after);
+    ARK_ASSERT_EQ(burst_check.out_of_order, 0);
+    test_eventer_stop();
+}
