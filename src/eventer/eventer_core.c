@@ -1222,8 +1222,8 @@ static void *loop_main(void *argument)
     pthread_setname_np(pthread_self(), loop->name);
     struct eventer_poller_ready ready[EVENTER_POLLER_BATCH];
     /* Commands can be queued before the thread starts; after that, every batch of commands
-     * comes with a wake-up (eventer_impl_queue_command), seen here as the eventfd's
-     * readiness. */
+     * comes with a wake-up (eventer_impl_queue_command; a push on the spill or reconcile
+     * stack wakes too), seen here as the eventfd's readiness. */
     int woken = 1;
     while (!eventer_impl_stopping()) {
         int drain = woken;
@@ -1249,9 +1249,11 @@ static void *loop_main(void *argument)
         run_pre_wait_hooks(loop, &timeout);
         int count = eventer_poller_wait(&loop->poller, ready, timeout);
         run_post_wait_hooks(loop, count);
+        /* Also after a timeout: what the wait was for (a timer, the timers' storage trim)
+         * is judged by the time, which the next iteration may not read again. */
+        update_now(loop);
         if (count == 0)
             continue;
-        update_now(loop);
         for (int i = 0; i < count; i++) {
             int fd = ready[i].fd;
             if (fd == loop->wakeup_fd) {
