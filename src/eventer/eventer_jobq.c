@@ -295,12 +295,18 @@ void eventer_jobq_set_concurrency(eventer_jobq_t *queue, uint32_t concurrency)
     pthread_mutex_unlock(&queue->lock);
 }
 
-uint32_t eventer_jobq_get_concurrency(eventer_jobq_t *queue)
+/* One of the queue's counters or settings, read under its lock. */
+static uint32_t read_locked(eventer_jobq_t *queue, const uint32_t *field)
 {
     pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->concurrency;
+    uint32_t value = *field;
     pthread_mutex_unlock(&queue->lock);
     return value;
+}
+
+uint32_t eventer_jobq_get_concurrency(eventer_jobq_t *queue)
+{
+    return read_locked(queue, &queue->concurrency);
 }
 
 void eventer_jobq_set_floor(eventer_jobq_t *queue, uint32_t floor)
@@ -329,26 +335,17 @@ void eventer_jobq_set_idle_timeout_ms(eventer_jobq_t *queue, uint32_t millisecon
 
 uint32_t eventer_jobq_get_idle_timeout_ms(eventer_jobq_t *queue)
 {
-    pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->idle_timeout_ms;
-    pthread_mutex_unlock(&queue->lock);
-    return value;
+    return read_locked(queue, &queue->idle_timeout_ms);
 }
 
 uint32_t eventer_jobq_get_thread_count(eventer_jobq_t *queue)
 {
-    pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->threads;
-    pthread_mutex_unlock(&queue->lock);
-    return value;
+    return read_locked(queue, &queue->threads);
 }
 
 uint32_t eventer_jobq_get_idle_thread_count(eventer_jobq_t *queue)
 {
-    pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->idle_threads;
-    pthread_mutex_unlock(&queue->lock);
-    return value;
+    return read_locked(queue, &queue->idle_threads);
 }
 
 void eventer_jobq_set_min_max(eventer_jobq_t *queue, uint32_t min, uint32_t max)
@@ -381,10 +378,7 @@ void eventer_jobq_set_max_backlog(eventer_jobq_t *queue, uint32_t max_backlog)
 
 uint32_t eventer_jobq_get_max_backlog(eventer_jobq_t *queue)
 {
-    pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->max_backlog;
-    pthread_mutex_unlock(&queue->lock);
-    return value;
+    return read_locked(queue, &queue->max_backlog);
 }
 
 uint32_t eventer_jobq_get_backlog(eventer_jobq_t *queue)
@@ -396,18 +390,12 @@ uint32_t eventer_jobq_get_backlog(eventer_jobq_t *queue)
         pthread_mutex_unlock(&loop->command_lock);
         return count;
     }
-    pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->backlog;
-    pthread_mutex_unlock(&queue->lock);
-    return value;
+    return read_locked(queue, &queue->backlog);
 }
 
 uint32_t eventer_jobq_get_inflight(eventer_jobq_t *queue)
 {
-    pthread_mutex_lock(&queue->lock);
-    uint32_t value = queue->inflight;
-    pthread_mutex_unlock(&queue->lock);
-    return value;
+    return read_locked(queue, &queue->inflight);
 }
 
 eventer_jobq_memory_safety_t eventer_jobq_get_memory_safety(eventer_jobq_t *queue)

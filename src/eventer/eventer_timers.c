@@ -559,6 +559,9 @@ static uint64_t next_wait(struct eventer_loop *loop)
 
 uint64_t eventer_impl_timers_next_wait(struct eventer_loop *loop)
 {
+    /* Every iteration of a loop without timers comes here: return before any other work. */
+    if (loop->timer_count == 0 && !loop->timer_trim_pending)
+        return UINT64_MAX;
     uint64_t wait = next_wait(loop);
     /* At most once a second: a busy loop whose slots each see more than SLOT_KEPT_CAPACITY
      * timers would otherwise free and regrow their arrays on every sleep. A loop going idle
