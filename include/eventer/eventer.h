@@ -450,7 +450,12 @@ ARK_EXTERN const char *eventer_get_thread_name(void);
 
 /* ---- fd I/O through the event's opset ---- */
 
-/* Reads up to `length` bytes; see the opset contract above. */
+/*
+ * Reads up to `length` bytes; see the opset contract above. With the POSIX opset, called on a
+ * loop thread, eventer_read() and eventer_write() make the system call without glibc's
+ * cancellation-point marks (loop threads are never cancelled); on other threads, job threads
+ * included, they are cancellation points as read() and write() are.
+ */
 ARK_EXTERN int eventer_read(eventer_t e, void *buffer, size_t length, int *mask);
 /* Writes up to `length` bytes. */
 ARK_EXTERN int eventer_write(eventer_t e, const void *buffer, size_t length, int *mask);

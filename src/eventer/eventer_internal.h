@@ -181,6 +181,9 @@ extern mtev_log_stream_t eventer_impl_debug;
 
 /* The loop thread running the caller, or NULL. */
 struct eventer_loop *eventer_impl_current_loop(void);
+/* The same as a variable, for hot paths (eventer_fd.c); written only by loop threads. */
+extern __thread struct eventer_loop *eventer_impl_this_loop
+    __attribute__((tls_model("initial-exec")));
 /* Index of e's owner loop (the loop an event falls back to when its owner is not one). */
 int eventer_impl_loop_index_of_event(eventer_t e);
 /* The loop that will run e's callbacks (never NULL once initialised). */

@@ -158,6 +158,51 @@ ARK_TEST(deadline_cancels_running_work)
     test_eventer_stop();
 }
 
+/* A job whose WORK blocks in eventer_read() on a pipe nobody writes to. */
+static int pipe_read_returned;
+
+static int unused_fd_callback(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    return 0;
+}
+
+static int read_blocking_pipe(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    if (mask == EVENTER_ASYNCH_WORK) {
+        char byte;
+        eventer_read((eventer_t)closure, &byte, 1, NULL);
+        test_increment(&pipe_read_returned);
+    }
+    if (IS_COMPLETE(mask))
+        test_increment(&completed_jobs);
+    return 0;
+}
+
+/* eventer.h: off the loop threads eventer_read() is a cancellation point, as read() is. */
+ARK_TEST(deferred_cancel_stops_work_blocked_in_eventer_read)
+{
+    test_eventer_start(1);
+    int fds[2];
+    ARK_ASSERT_EQ(pipe(fds), 0);
+    eventer_t reader = eventer_alloc_fd(unused_fd_callback, NULL, fds[0], EVENTER_READ);
+    struct timeval deadline;
+    gettimeofday(&deadline, NULL);
+    deadline.tv_usec += 100000;
+    if (deadline.tv_usec >= 1000000) {
+        deadline.tv_sec++;
+        deadline.tv_usec -= 1000000;
+    }
+    eventer_t e = eventer_alloc_asynch_timeout(read_blocking_pipe, reader, &deadline);
+    eventer_set_mask(e, eventer_get_mask(e) | EVENTER_CANCEL_DEFERRED);
+    eventer_add_asynch(eventer_jobq_create("blocked-reader"), e);
+    test_wait_for_count(&completed_jobs, 1, "cancelled reader's completion");
+    ARK_ASSERT_EQ(test_load(&pipe_read_returned), 0);
+    eventer_free(reader);
+    test_eventer_stop();
+    close(fds[0]);
+    close(fds[1]);
+}
+
 /* A job that blocks its queue until released. */
 static int gate_open;
 static int gate_entered;
