@@ -18,7 +18,8 @@
  *
  * Defaults: 2 s per cell after a 0.5 s warm-up, 1 round, 64-byte messages, server on CPU 0
  * and client on CPU 1 (both on CPU 0 when there is only one). Rounds interleave the servers
- * (each round starts with the next one), and the tables show the median over rounds. The machine is
+ * (each round starts with the next one), and the tables show the median over rounds, the
+ * best round, and the median of the ratios taken within each round. The machine is
  * shared: before each cell the driver waits (up to --gate-wait 20 s) until the rest of the machine
  * uses less than
  * --gate 0.10 of a core, and a cell during which the rest used more than --disturbed 0.15
@@ -42,7 +43,7 @@
 
 #define MAX_SERVERS 16
 #define MAX_CONNS   16
-#define MAX_ROUNDS  32
+#define MAX_ROUNDS  64
 
 struct running_server {
     const struct echo_server_implementation *implementation;
@@ -317,6 +318,45 @@ static void print_ratios(const char *ours, int our_index, const int *conns, int 
     }
 }
 
+/*
+ * Ratios taken within each round (ours and the peer measured minutes apart at most, in the
+ * same state of the shared machine), then their median and quartiles over rounds: slow drifts
+ * of the machine cancel out of these, where they do not out of a ratio of two medians.
+ */
+static void print_paired_ratios(const char *ours, int our_index, const int *conns, int conns_count,
+                                int rounds, struct cell (*cells)[MAX_CONNS][MAX_SERVERS])
+{
+    printf("\nratios %s/peer within each round (median [quartiles], rounds where %s is ahead):"
+           "\n%5s %-12s %26s %26s\n",
+           ours, ours, "conns", "peer", "rt/s ours/peer", "us/rt ours/peer");
+    for (int c = 0; c < conns_count; c++) {
+        for (int s = 0; s < server_count; s++) {
+            if (s == our_index)
+                continue;
+            double rate[MAX_ROUNDS], cpu[MAX_ROUNDS];
+            int n = 0, rate_ahead = 0, cpu_ahead = 0;
+            for (int round = 0; round < rounds; round++) {
+                struct cell *mine = &cells[round][c][our_index], *peer = &cells[round][c][s];
+                if (!mine->valid || !peer->valid || mine->disturbed || peer->disturbed)
+                    continue;
+                rate[n] = mine->round_trips_per_second / peer->round_trips_per_second;
+                cpu[n] = mine->server_us_per_round_trip / peer->server_us_per_round_trip;
+                rate_ahead += rate[n] >= 1;
+                cpu_ahead += cpu[n] <= 1;
+                n++;
+            }
+            if (n == 0)
+                continue;
+            double rate_median = bench_median(rate, n), cpu_median = bench_median(cpu, n);
+            /* bench_median() sorted the arrays. */
+            printf("%5d %-12s %6.3f [%5.3f %5.3f] %2d/%-2d %6.3f [%5.3f %5.3f] %2d/%-2d\n",
+                   conns[c], servers[s].implementation->name, rate_median, rate[n / 4],
+                   rate[(3 * n) / 4], rate_ahead, n, cpu_median, cpu[n / 4], cpu[(3 * n) / 4],
+                   cpu_ahead, n);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && !strcmp(argv[1], "serve"))
@@ -495,9 +535,11 @@ int main(int argc, char **argv)
         return 0;
     }
     print_ratios(ours, our_index, conns, conns_count, summary, "median");
-    if (rounds > 1)
+    if (rounds > 1) {
         print_ratios(ours, our_index, conns, conns_count, best,
                      "best round of each (highest rt/s, lowest us/rt)");
+        print_paired_ratios(ours, our_index, conns, conns_count, rounds, cells);
+    }
     printf("(goals of issue 3: rt/s ratio >= 1 vs libev and >= 0.95 vs epoll; us/rt ratio <= 1 "
            "vs libev and <= 1/0.95 = 1.053 vs epoll)\n");
     return 0;
