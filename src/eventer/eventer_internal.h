@@ -250,11 +250,12 @@ int eventer_impl_run_callback(eventer_t e, int mask, struct timeval *now);
  * and could not grow), and the count goes down by one. Atomic; zero unless a test sets it.
  */
 enum eventer_fault_site {
-    EVENTER_FAULT_COMMAND_QUEUE,  /* eventer_impl_queue_command() */
-    EVENTER_FAULT_RECURRENT_LIST, /* a loop's recurrent list */
-    EVENTER_FAULT_JOB_RECORD,     /* the record of an asynch job (eventer_add_asynch*()) */
-    EVENTER_FAULT_JOBQ_THREADS,   /* a job queue's thread list */
-    EVENTER_FAULT_TIMER_STORAGE,  /* a loop's timer heaps and wheel slots (growth) */
+    EVENTER_FAULT_COMMAND_QUEUE,   /* eventer_impl_queue_command() */
+    EVENTER_FAULT_RECURRENT_LIST,  /* a loop's recurrent list */
+    EVENTER_FAULT_JOB_RECORD,      /* the record of an asynch job (eventer_add_asynch*()) */
+    EVENTER_FAULT_JOBQ_THREADS,    /* a job queue's thread list */
+    EVENTER_FAULT_TIMER_STORAGE,   /* a loop's timer heaps and wheel slots (growth) */
+    EVENTER_FAULT_SUBQUEUE_RECORD, /* the record of a job subqueue (eventer_jobq.c) */
     EVENTER_FAULT_SITES
 };
 extern int eventer_impl_faults[EVENTER_FAULT_SITES];
