@@ -5,8 +5,13 @@
  * Everything about a co happens on its loop thread: it is created there, resumed there (by
  * an fd callback, a timer callback, a job's COMPLETE phase, or the thread's ready list), and
  * destroyed there. The only state touched by other threads is the list of starts queued from
- * off the loop (start_lock), the statistics (atomics), and a job record's function and
- * closure (read by a job thread after the queue's lock published them).
+ * off the loop (start_lock), the statistics (atomics), a job record's function and
+ * closure (read by a job thread after the queue's lock published them), and a gate's count of
+ * releases by other threads (atomic).
+ *
+ * Out of memory in a loop's command queue loses nothing: what is handed to a loop (a ready
+ * list's drain, a start, a gate's releases) carries its own node for
+ * eventer_impl_run_on_loop_or_spill(), and at most one hand-over per object is pending.
  *
  * Wake-ups: a co that waits sets what it waits for (an fd event, its timer, a job, a gate)
  * and yields; a waker that finds the co waiting for it sets a `woke` bit and resumes it.
@@ -85,6 +90,7 @@ struct aco_thread {
     struct aco_co *live;
     struct aco_co *ready_head, *ready_tail;
     int ready_drain_queued;
+    struct eventer_spilled_run ready_drain_spill; /* the drain, when the queue is out of memory */
     struct _event_aco_gate *gates;
     uint64_t unflushed_resumes;
 };
@@ -118,6 +124,10 @@ struct _event_aco_gate {
     struct aco_co *owner;
     struct aco_thread *home;
     struct _event_aco_gate *next, *prev;
+    /* Releases by other threads not yet applied (atomic); the one that raises it from 0
+     * hands them to the loop (through `release_spill` when the queue is out of memory). */
+    uint32_t remote_releases;
+    struct eventer_spilled_run release_spill;
 };
 
 enum { JOB_SIMPLE, JOB_PHASES, JOB_RUN };
@@ -141,6 +151,7 @@ struct pending_start {
     size_t stack_size;
     int flags;
     struct pending_start *next, *prev;
+    struct eventer_spilled_run spill; /* its run, when the queue is out of memory */
 };
 
 __thread void *eventer_impl_aco_running __attribute__((tls_model("initial-exec")));
@@ -344,7 +355,8 @@ static void make_ready(struct aco_co *ctx)
     ts->ready_tail = ctx;
     if (!ts->ready_drain_queued) {
         ts->ready_drain_queued = 1;
-        eventer_impl_run_on_loop(ts->loop->index, drain_ready, ts);
+        eventer_impl_run_on_loop_or_spill(ts->loop->index, drain_ready, ts, &ts->ready_drain_spill,
+                                          "eventer_aco: resuming a co");
     }
 }
 
@@ -501,7 +513,7 @@ void eventer_aco_start_on(pthread_t owner, void (*func)(void), void *closure, si
     pending_starts = p;
     pthread_mutex_unlock(&start_lock);
     /* Queued even during shutdown: eventer_impl_aco_cleanup() frees what never ran. */
-    eventer_impl_run_on_loop(target, run_pending_start, p);
+    eventer_impl_run_on_loop_or_spill(target, run_pending_start, p, &p->spill, "eventer_aco_start");
 }
 
 void eventer_aco_start(void (*func)(void), void *closure)
@@ -1219,9 +1231,14 @@ void eventer_aco_gate_hold(eventer_aco_gate_t gate)
     gate->count++;
 }
 
+/* The releases other threads made since the last call (one call pending at a time). */
 static void release_on_loop(void *argument)
 {
-    gate_job_done(argument);
+    struct _event_aco_gate *gate = argument;
+    uint32_t releases = __atomic_exchange_n(&gate->remote_releases, 0, __ATOMIC_ACQ_REL);
+    /* The count holds one per release: the gate outlives every call but maybe the last. */
+    while (releases-- > 0)
+        gate_job_done(gate);
 }
 
 void eventer_aco_gate_release(eventer_aco_gate_t gate)
@@ -1231,8 +1248,9 @@ void eventer_aco_gate_release(eventer_aco_gate_t gate)
     /* The count belongs to the gate's loop thread: another thread hands the release over. */
     if (eventer_impl_current_loop() == gate->home->loop)
         gate_job_done(gate);
-    else
-        eventer_impl_run_on_loop(gate->home->loop->index, release_on_loop, gate);
+    else if (__atomic_fetch_add(&gate->remote_releases, 1, __ATOMIC_ACQ_REL) == 0)
+        eventer_impl_run_on_loop_or_spill(gate->home->loop->index, release_on_loop, gate,
+                                          &gate->release_spill, "eventer_aco_gate_release");
 }
 
 static int job_callback(eventer_t e, int mask, void *closure, struct timeval *now)

@@ -512,6 +512,37 @@ int eventer_impl_run_on_loop(int loop_index, void (*function)(void *argument), v
     return 0;
 }
 
+int eventer_impl_run_on_loop_or_spill(int loop_index, void (*function)(void *argument),
+                                      void *argument, struct eventer_spilled_run *node,
+                                      const char *call)
+{
+    if (!eventer_impl_running() || loop_index < 0 || loop_index >= eventer_impl_loop_count ||
+        !function || !node)
+        return -1;
+    struct eventer_loop *loop = &eventer_impl_loops[loop_index];
+    struct eventer_command command = {
+        .kind = COMMAND_RUN, .function = function, .argument = argument};
+    if (mtev_likely(eventer_impl_queue_command(loop, &command) == 0))
+        return 0;
+    node->function = function;
+    node->argument = argument;
+    struct eventer_spilled_run *head = __atomic_load_n(&loop->spilled_runs, __ATOMIC_RELAXED);
+    do {
+        node->next = head;
+    } while (!__atomic_compare_exchange_n(&loop->spilled_runs, &head, node, 1, __ATOMIC_RELEASE,
+                                          __ATOMIC_RELAXED));
+    eventer_impl_wake(loop);
+    mtevL(eventer_impl_error, "%s: out of memory queueing to %s; passed on without allocating\n",
+          call, loop->name);
+    return 0;
+}
+
+/* Drops, unrun, the functions spilled to `loop` (it is stopping). */
+static void drop_spilled_runs(struct eventer_loop *loop)
+{
+    (void)__atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
+}
+
 /* ---- wait hooks ---- */
 
 #define WAIT_HOOK_SLOTS 16
@@ -1145,8 +1176,9 @@ static void apply_command(struct eventer_loop *loop, struct eventer_command *com
 
 /*
  * Applies what could not be queued to this loop for want of memory: events whose timer or
- * recurrent registration it must reconcile with their state, and spilled job commands
- * (eventer_impl_spill_command), oldest first. Returns whether there was any.
+ * recurrent registration it must reconcile with their state, spilled job commands
+ * (eventer_impl_spill_command) and spilled functions (eventer_impl_run_on_loop_or_spill),
+ * oldest first. Returns whether there was any.
  */
 static int drain_spilled(struct eventer_loop *loop, int tearing_down)
 {
@@ -1181,6 +1213,26 @@ static int drain_spilled(struct eventer_loop *loop, int tearing_down)
             /* Read before the node is freed with its job. */
             struct eventer_spilled_command *next = oldest->next;
             struct eventer_command command = {.kind = oldest->kind, .event = oldest->event};
+            apply_command(loop, &command, tearing_down);
+            oldest = next;
+        }
+    }
+    if (__atomic_load_n(&loop->spilled_runs, __ATOMIC_RELAXED)) {
+        found = 1;
+        struct eventer_spilled_run *newest =
+            __atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
+        struct eventer_spilled_run *oldest = NULL;
+        while (newest) {
+            struct eventer_spilled_run *next = newest->next;
+            newest->next = oldest;
+            oldest = newest;
+            newest = next;
+        }
+        while (oldest) {
+            /* Read before the call, which may pass the node again or free it. */
+            struct eventer_spilled_run *next = oldest->next;
+            struct eventer_command command = {
+                .kind = COMMAND_RUN, .function = oldest->function, .argument = oldest->argument};
             apply_command(loop, &command, tearing_down);
             oldest = next;
         }
@@ -1283,6 +1335,8 @@ static void *loop_main(void *argument)
         }
     }
     run_exit_hooks(loop);
+    /* Their nodes may live in what the ACO layer frees now. */
+    drop_spilled_runs(loop);
     eventer_impl_aco_loop_exit(loop);
     eventer_impl_this_loop = NULL;
     return NULL;

@@ -16,7 +16,8 @@
  *
  * Hooks for other layers (all in this header):
  *  - eventer_impl_current_loop() / eventer_impl_loop_index_of_event(): which loop thread.
- *  - eventer_impl_run_on_loop(): run a function on a given loop thread.
+ *  - eventer_impl_run_on_loop(): run a function on a given loop thread;
+ *    eventer_impl_run_on_loop_or_spill(): the same, without losing it for want of memory.
  *  - eventer_impl_register_wait_hooks(): before a loop thread waits (may lower the timeout)
  *    and after it wakes.
  *  - `aco_context` and EVENT_FLAG_ACO: the ACO layer converts an fd event by saving and
@@ -38,6 +39,7 @@
 
 struct eventer_loop;
 struct eventer_job;
+struct eventer_spilled_run;
 
 /* The event is converted to an ACO event (see above). */
 #define EVENT_FLAG_ACO 0x1
@@ -167,6 +169,8 @@ struct eventer_loop {
     uint32_t draining_capacity;
     struct eventer_spilled_command *spilled; /* atomic stack, see eventer_impl_spill_command() */
     struct _event *reconcile; /* atomic stack of events, linked by `reconcile_next` */
+    /* Atomic stack, see eventer_impl_run_on_loop_or_spill(). */
+    struct eventer_spilled_run *spilled_runs;
 
     /* The completion "back queue" jobq object for introspection. */
     struct _eventer_jobq *backq;
@@ -253,11 +257,12 @@ int eventer_impl_run_callback(eventer_t e, int mask, struct timeval *now);
  * and could not grow), and the count goes down by one. Atomic; zero unless a test sets it.
  */
 enum eventer_fault_site {
-    EVENTER_FAULT_COMMAND_QUEUE,  /* eventer_impl_queue_command() */
-    EVENTER_FAULT_RECURRENT_LIST, /* a loop's recurrent list */
-    EVENTER_FAULT_JOB_RECORD,     /* the record of an asynch job (eventer_add_asynch*()) */
-    EVENTER_FAULT_JOBQ_THREADS,   /* a job queue's thread list */
-    EVENTER_FAULT_TIMER_STORAGE,  /* a loop's timer heaps and wheel slots (growth) */
+    EVENTER_FAULT_COMMAND_QUEUE,   /* eventer_impl_queue_command() */
+    EVENTER_FAULT_RECURRENT_LIST,  /* a loop's recurrent list */
+    EVENTER_FAULT_JOB_RECORD,      /* the record of an asynch job (eventer_add_asynch*()) */
+    EVENTER_FAULT_JOBQ_THREADS,    /* a job queue's thread list */
+    EVENTER_FAULT_TIMER_STORAGE,   /* a loop's timer heaps and wheel slots (growth) */
+    EVENTER_FAULT_SUBQUEUE_RECORD, /* the record of a job subqueue (eventer_jobq.c) */
     EVENTER_FAULT_SITES
 };
 extern int eventer_impl_faults[EVENTER_FAULT_SITES];
@@ -280,6 +285,34 @@ static inline int eventer_impl_fault(enum eventer_fault_site site)
  * is not running. Thread: any.
  */
 int eventer_impl_run_on_loop(int loop_index, void (*function)(void *argument), void *argument);
+
+/* A function to run on a loop, for eventer_impl_run_on_loop_or_spill(). */
+struct eventer_spilled_run {
+    struct eventer_spilled_run *next;
+    void (*function)(void *argument);
+    void *argument;
+};
+
+/*
+ * Like eventer_impl_run_on_loop(), but a full command queue that cannot grow (out of memory)
+ * does not lose the call: `node`, owned by the caller (embedded in the object the function
+ * works on), is filled in and pushed, without allocating, on the loop's `spilled_runs` stack,
+ * which the loop drains with its commands; the failure is logged naming `call`. The fast
+ * path is eventer_impl_run_on_loop()'s, and leaves `node` untouched.
+ *
+ * The node must stay allocated, and must not be passed again, until `function` starts (the
+ * loop reads what it needs from the node before calling it, so `function` may pass the node
+ * again or free it). The caller keeps its own "pending" flag or counter to know whether a
+ * call is outstanding. A node still pending when its loop stops is dropped unrun, before the
+ * ACO layer frees that loop's objects (as commands queued then are dropped unrun); one pushed
+ * after that is dropped unrun by eventer_cleanup(), so it must stay allocated until then.
+ *
+ * Returns 0 (queued or spilled), or -1 if the index is invalid or the eventer is not running
+ * (nothing queued, node untouched). Thread: any.
+ */
+int eventer_impl_run_on_loop_or_spill(int loop_index, void (*function)(void *argument),
+                                      void *argument, struct eventer_spilled_run *node,
+                                      const char *call);
 
 /*
  * Called on a loop thread just before it waits for I/O. `*timeout_us` is how long it plans

@@ -62,6 +62,9 @@ struct _eventer_jobq {
     pthread_cond_t work_available;
     struct subqueue **buckets;
     uint32_t bucket_count, subqueue_count;
+    /* Subqueue 0, never freed: also where a job goes whose subqueue record could not be
+     * allocated (it then loses its subqueue's fairness, not its place in the queue). */
+    struct subqueue common;
     struct subqueue *ring; /* the subqueue served next */
     uint32_t backlog, inflight;
     uint32_t concurrency, min, max, max_backlog;
@@ -91,6 +94,8 @@ static __thread int current_phase;
 
 /* ---- queue objects ---- */
 
+static uint32_t bucket_of(struct _eventer_jobq *queue, uint64_t id);
+
 static struct _eventer_jobq *queue_new(const char *name, eventer_jobq_memory_safety_t safety)
 {
     struct _eventer_jobq *queue = calloc(1, sizeof(*queue));
@@ -105,6 +110,9 @@ static struct _eventer_jobq *queue_new(const char *name, eventer_jobq_memory_saf
         free(queue);
         return NULL;
     }
+    queue->common.id = 0;
+    queue->buckets[bucket_of(queue, 0)] = &queue->common;
+    queue->subqueue_count = 1;
     pthread_mutex_init(&queue->lock, NULL);
     /* Idle deadlines on the monotonic clock: setting the wall clock must not end or
      * prolong an idle period. */
@@ -127,7 +135,8 @@ static void queue_free(struct _eventer_jobq *queue)
         struct subqueue *sq = queue->buckets[b];
         while (sq) {
             struct subqueue *next = sq->hash_next;
-            free(sq);
+            if (sq != &queue->common)
+                free(sq);
             sq = next;
         }
     }
@@ -445,7 +454,8 @@ static struct subqueue *subqueue_get(struct _eventer_jobq *queue, uint64_t id)
     for (struct subqueue *sq = queue->buckets[slot]; sq; sq = sq->hash_next)
         if (sq->id == id)
             return sq;
-    struct subqueue *sq = calloc(1, sizeof(*sq));
+    struct subqueue *sq =
+        eventer_impl_fault(EVENTER_FAULT_SUBQUEUE_RECORD) ? NULL : calloc(1, sizeof(*sq));
     if (!sq)
         return NULL;
     sq->id = id;
@@ -497,11 +507,18 @@ static void ring_remove(struct _eventer_jobq *queue, struct subqueue *sq)
     sq->ring_next = sq->ring_prev = NULL;
 }
 
+/*
+ * Queues the job in its subqueue. Returns 0, or 1 when that subqueue's record could not be
+ * allocated: the job went to subqueue 0 instead (it keeps its id for the jobs it adds).
+ */
 static int push_locked(struct _eventer_jobq *queue, struct eventer_job *job)
 {
+    int fallback = 0;
     struct subqueue *sq = subqueue_get(queue, job->subqueue);
-    if (!sq)
-        return -1;
+    if (!sq) {
+        sq = &queue->common;
+        fallback = 1;
+    }
     job->next = NULL;
     job->prev = sq->tail;
     if (sq->tail)
@@ -513,7 +530,7 @@ static int push_locked(struct _eventer_jobq *queue, struct eventer_job *job)
     if (!sq->in_ring)
         ring_insert(queue, sq);
     queue->backlog++;
-    return 0;
+    return fallback;
 }
 
 static struct eventer_job *pop_locked(struct _eventer_jobq *queue)
@@ -934,17 +951,22 @@ static mtev_boolean add_job(const char *call, eventer_jobq_t *queue, eventer_t e
     }
 
     pthread_mutex_lock(&queue->lock);
-    if (queue->shutting_down || push_locked(queue, job) < 0) {
+    if (queue->shutting_down) {
         pthread_mutex_unlock(&queue->lock);
-        /* Shutting down (or out of memory): the job completes without running. */
+        /* Shutting down: the job completes without running. */
         mtevL(eventer_impl_error, "%s: queue %s cannot take the job; it completes unrun\n", call,
               queue->name);
         job_finished(job);
         return mtev_true;
     }
+    int without_subqueue = push_locked(queue, job);
     maybe_spawn_worker(queue);
     int wake = queue->idle_threads > 0;
     pthread_mutex_unlock(&queue->lock);
+    if (without_subqueue)
+        mtevL(eventer_impl_error,
+              "%s: out of memory for subqueue %llu of queue %s; job %p queued in subqueue 0\n",
+              call, (unsigned long long)id, queue->name, (void *)e);
     /* Signalled after unlocking: a woken worker that runs at once (same core) would
      * otherwise block on the lock still held here, and cost two more context switches. It
      * cannot miss the job: it looks for work under the lock before it waits. */

@@ -1,9 +1,9 @@
 /*
  * Out of memory inside the eventer: a loop's command queue, its recurrent list, its timer
- * structures, a job queue's thread list and job records fail on request through the fault-injection
- * hook (eventer_impl_faults), so these cases run under the sanitizers too. Each failure is logged
- * naming the call; nothing leaks, is freed twice, or is lost without a log line. Each case runs in
- * a child whose stderr (the error log) it then reads.
+ * structures, a job queue's thread list, job records and subqueue records fail on request
+ * through the fault-injection hook (eventer_impl_faults), so these cases run under the
+ * sanitizers too. Each failure is logged naming the call; nothing leaks, is freed twice, or is
+ * lost without a log line. Each case runs in a child whose stderr (the error log) it then reads.
  */
 #include "eventer_test_util.h"
 
@@ -374,4 +374,40 @@ ARK_TEST(fd_trigger_and_update_without_queue_memory_are_dropped_and_reported)
     run_expecting_log(fd_child, "eventer_trigger: out of memory queueing to");
     run_expecting_log(fd_child, "eventer_update: out of memory queueing to");
     run_expecting_log(fd_child, "eventer_impl_run_on_loop: out of memory queueing to");
+}
+
+/* ---- a job subqueue whose record cannot be allocated ---- */
+
+static void subqueue_child(void *unused)
+{
+    test_eventer_start(2);
+    eventer_jobq_t *queue = eventer_jobq_create("subq");
+    static struct job_record plain, tried, later;
+    inject(EVENTER_FAULT_SUBQUEUE_RECORD, 1);
+    eventer_add_asynch_subqueue(queue, eventer_alloc_asynch(record_job, &plain), 42);
+    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_SUBQUEUE_RECORD), 0);
+    test_wait_for_count(&plain.complete, 1, "job without its subqueue record");
+    ARK_ASSERT_EQ(test_load(&plain.work), 1);
+    ARK_ASSERT_EQ(test_load(&plain.cleanup), 1);
+    inject(EVENTER_FAULT_SUBQUEUE_RECORD, 1);
+    ARK_ASSERT(
+        eventer_try_add_asynch_subqueue(queue, eventer_alloc_asynch(record_job, &tried), 43));
+    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_SUBQUEUE_RECORD), 0);
+    test_wait_for_count(&tried.complete, 1, "tried job without its subqueue record");
+    ARK_ASSERT_EQ(test_load(&tried.work), 1);
+    /* Subqueues are allocated again once memory is back. */
+    eventer_add_asynch_subqueue(queue, eventer_alloc_asynch(record_job, &later), 42);
+    test_wait_for_count(&later.complete, 1, "job in its own subqueue");
+    ARK_ASSERT_EQ(test_load(&later.work), 1);
+    ARK_ASSERT_EQ(eventer_jobq_get_backlog(queue), 0);
+    test_eventer_stop(); /* ASan checks that the fallback subqueue is not freed */
+    exit(0);
+}
+
+ARK_TEST(subqueue_record_without_memory_keeps_the_job)
+{
+    run_expecting_log(subqueue_child,
+                      "eventer_add_asynch_subqueue: out of memory for subqueue 42 of queue subq");
+    run_expecting_log(subqueue_child, "eventer_try_add_asynch_subqueue: out of memory for "
+                                      "subqueue 43 of queue subq");
 }
