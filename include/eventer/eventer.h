@@ -451,10 +451,13 @@ ARK_EXTERN const char *eventer_get_thread_name(void);
 /* ---- fd I/O through the event's opset ---- */
 
 /*
- * Reads up to `length` bytes; see the opset contract above. With the POSIX opset, called on a
- * loop thread, eventer_read() and eventer_write() make the system call without glibc's
- * cancellation-point marks (loop threads are never cancelled); on other threads, job threads
- * included, they are cancellation points as read() and write() are.
+ * Reads up to `length` bytes; see the opset contract above. With the POSIX opset,
+ * eventer_read() and eventer_write() behave as read() and write() on e's descriptor (errno,
+ * SIGPIPE and all): on a socket they use recv() and send() with no flags, which do the same
+ * with less work in the kernel; on other descriptors (pipes, files...) read() and write(),
+ * after one failed try the first time. Called on a loop thread they make the system call
+ * without glibc's cancellation-point marks (loop threads are never cancelled); on other
+ * threads, job threads included, they are cancellation points as read() and write() are.
  */
 ARK_EXTERN int eventer_read(eventer_t e, void *buffer, size_t length, int *mask);
 /* Writes up to `length` bytes. */

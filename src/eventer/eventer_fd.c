@@ -11,13 +11,20 @@
 #include <unistd.h>
 
 /*
- * On a loop thread read and write enter the kernel through syscall(): glibc's read() and
- * write() are cancellation points and mark the thread around each call with two atomic
- * operations, about 50 instructions per call, a third of the eventer's own work per echoed
- * message. Loop threads are never cancelled and their descriptors are non-blocking, so the
- * marks buy nothing there. Job threads keep the libc calls (deferred cancellation of a job
- * in WORK acts at them), and so do sanitizer builds, whose interceptors check the buffers
- * and model the synchronisation a descriptor carries between threads.
+ * Two savings on every read and write of the POSIX opset, both measured on loopback TCP
+ * with 64-byte messages (a socket pair ping-pong in one thread, 80 interleaved rounds):
+ *
+ *  - Sockets are read and written with recv() and send(), which skip the VFS layer that
+ *    read() and write() go through (3% of the CPU of each call). A descriptor that turns
+ *    out not to be a socket (ENOTSOCK, once per event) is marked and uses read() and write().
+ *    On a socket the two pairs do the same thing, SIGPIPE included.
+ *  - On a loop thread the system call is made with syscall(): glibc's wrappers are
+ *    cancellation points and mark the thread around each call with two atomic operations
+ *    (about 50 instructions, 4% of the CPU of each call). Loop threads are never cancelled
+ *    and their descriptors are non-blocking, so the marks buy nothing there. Job threads
+ *    keep the wrappers (deferred cancellation of a job in WORK acts at them), and so do
+ *    sanitizer builds, whose interceptors check the buffers and model the synchronisation
+ *    a descriptor carries between threads.
  */
 #if defined(ARK_ASAN) || defined(ARK_TSAN)
 #define LOOP_THREADS_CALL_THE_KERNEL 0
@@ -25,18 +32,48 @@
 #define LOOP_THREADS_CALL_THE_KERNEL 1
 #endif
 
-static inline int plain_read(int fd, void *buffer, size_t length)
+/* Values of an event's `descriptor_kind`. */
+enum { DESCRIPTOR_MAYBE_SOCKET = 0, DESCRIPTOR_NOT_SOCKET = 1 };
+
+static inline int direct(void)
 {
-    if (LOOP_THREADS_CALL_THE_KERNEL && eventer_impl_this_loop)
-        return (int)syscall(SYS_read, fd, buffer, length);
-    return (int)read(fd, buffer, length);
+    return LOOP_THREADS_CALL_THE_KERNEL && eventer_impl_this_loop;
 }
 
-static inline int plain_write(int fd, const void *buffer, size_t length)
+/* Whether to try the socket calls first for e (NULL: an opset call without its event). */
+static inline int maybe_socket(eventer_t e)
 {
-    if (LOOP_THREADS_CALL_THE_KERNEL && eventer_impl_this_loop)
-        return (int)syscall(SYS_write, fd, buffer, length);
-    return (int)write(fd, buffer, length);
+    return e && __atomic_load_n(&e->descriptor_kind, __ATOMIC_RELAXED) == DESCRIPTOR_MAYBE_SOCKET;
+}
+
+static inline int not_a_socket(eventer_t e, int result)
+{
+    if (result >= 0 || errno != ENOTSOCK)
+        return 0;
+    __atomic_store_n(&e->descriptor_kind, DESCRIPTOR_NOT_SOCKET, __ATOMIC_RELAXED);
+    return 1;
+}
+
+static inline int posix_read_event(eventer_t e, int fd, void *buffer, size_t length)
+{
+    if (maybe_socket(e)) {
+        int got = direct() ? (int)syscall(SYS_recvfrom, fd, buffer, length, 0, NULL, NULL)
+                           : (int)recv(fd, buffer, length, 0);
+        if (!not_a_socket(e, got))
+            return got;
+    }
+    return direct() ? (int)syscall(SYS_read, fd, buffer, length) : (int)read(fd, buffer, length);
+}
+
+static inline int posix_write_event(eventer_t e, int fd, const void *buffer, size_t length)
+{
+    if (maybe_socket(e)) {
+        int wrote = direct() ? (int)syscall(SYS_sendto, fd, buffer, length, 0, NULL, 0)
+                             : (int)send(fd, buffer, length, 0);
+        if (!not_a_socket(e, wrote))
+            return wrote;
+    }
+    return direct() ? (int)syscall(SYS_write, fd, buffer, length) : (int)write(fd, buffer, length);
 }
 
 static int posix_accept(int fd, struct sockaddr *address, socklen_t *length, int *mask,
@@ -49,16 +86,14 @@ static int posix_accept(int fd, struct sockaddr *address, socklen_t *length, int
 
 static int posix_read(int fd, void *buffer, size_t length, int *mask, void *closure)
 {
-    (void)closure;
     *mask = EVENTER_READ | EVENTER_EXCEPTION;
-    return plain_read(fd, buffer, length);
+    return posix_read_event(closure, fd, buffer, length);
 }
 
 static int posix_write(int fd, const void *buffer, size_t length, int *mask, void *closure)
 {
-    (void)closure;
     *mask = EVENTER_WRITE | EVENTER_EXCEPTION;
-    return plain_write(fd, buffer, length);
+    return posix_write_event(closure, fd, buffer, length);
 }
 
 static int posix_close(int fd, int *mask, void *closure)
@@ -120,7 +155,7 @@ int eventer_read(eventer_t e, void *buffer, size_t length, int *mask)
     if (e->opset == &posix_opset) {
         if (mask)
             *mask = EVENTER_READ | EVENTER_EXCEPTION;
-        return plain_read(e->fd, buffer, length);
+        return posix_read_event(e, e->fd, buffer, length);
     }
     int ignored;
     return e->opset->read(e->fd, buffer, length, mask ? mask : &ignored, e);
@@ -132,7 +167,7 @@ int eventer_write(eventer_t e, const void *buffer, size_t length, int *mask)
     if (e->opset == &posix_opset) {
         if (mask)
             *mask = EVENTER_WRITE | EVENTER_EXCEPTION;
-        return plain_write(e->fd, buffer, length);
+        return posix_write_event(e, e->fd, buffer, length);
     }
     int ignored;
     return e->opset->write(e->fd, buffer, length, mask ? mask : &ignored, e);

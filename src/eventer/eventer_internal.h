@@ -70,7 +70,8 @@ struct _event {
 
     /* Private. */
     uint32_t state;                       /* atomic, EVENT_STATE_* */
-    uint16_t flags;                       /* EVENT_FLAG_*, owner thread only */
+    uint8_t flags;                        /* EVENT_FLAG_*, owner thread only */
+    uint8_t descriptor_kind;              /* atomic; whether fd is a socket (eventer_fd.c) */
     uint16_t timer_place;                 /* which timer structure holds it (eventer_timers.c) */
     uint32_t heap_index;                  /* position there + 1 (timers, recurrent); 0 = not held */
     struct eventer_loop *owner_loop;      /* loop of thr_owner, NULL if not a loop thread */

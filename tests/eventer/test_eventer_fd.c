@@ -6,6 +6,9 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -75,6 +78,115 @@ ARK_TEST(echo_over_socketpair)
     ARK_ASSERT(eventer_find_fd(pair[0]) == NULL);
     ARK_ASSERT_EQ(test_load(&state.wrong_thread), 0);
     ARK_ASSERT_EQ(eventer_set_fd_blocking(pair[1]), -1); /* closed */
+    test_eventer_stop();
+}
+
+/*
+ * The POSIX opset on each kind of descriptor (sockets go through recv/send, the others
+ * through read/write after one ENOTSOCK): the same bytes and the same errors as read() and
+ * write(). Returns the number of failed checks; the first one is described in `problem`.
+ */
+static char problem[256];
+
+static int unused_callback(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    return 0;
+}
+
+static int check_pair(const char *kind, int writer, int reader)
+{
+    eventer_t out = eventer_alloc_fd(unused_callback, NULL, writer, EVENTER_WRITE);
+    eventer_t in = eventer_alloc_fd(unused_callback, NULL, reader, EVENTER_READ);
+    int failures = 0;
+    /* Twice: the second time the descriptor's kind is known. */
+    for (int round = 0; round < 2; round++) {
+        char sent[32], got[64] = {0};
+        int length = snprintf(sent, sizeof(sent), "%s round %d", kind, round);
+        int mask = 0;
+        int wrote = eventer_write(out, sent, (size_t)length, &mask);
+        int read_back = eventer_read(in, got, sizeof(got), NULL);
+        if (wrote != length || mask != (EVENTER_WRITE | EVENTER_EXCEPTION) || read_back != length ||
+            memcmp(sent, got, (size_t)length) != 0) {
+            if (!failures++)
+                snprintf(problem, sizeof(problem), "%s round %d: wrote %d, read %d (\"%.*s\")",
+                         kind, round, wrote, read_back, read_back > 0 ? read_back : 0, got);
+        }
+    }
+    /* Nothing left: EAGAIN, as read() says on an empty non-blocking descriptor. */
+    char byte;
+    errno = 0;
+    if (eventer_read(in, &byte, 1, NULL) != -1 || errno != EAGAIN) {
+        if (!failures++)
+            snprintf(problem, sizeof(problem), "%s: empty read gave errno %d", kind, errno);
+    }
+    eventer_free(out);
+    eventer_free(in);
+    return failures;
+}
+
+static int check_posix_opset(void)
+{
+    int failures = 0, fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds) == 0) {
+        failures += check_pair("socket", fds[0], fds[1]);
+        /* A closed peer: EPIPE from eventer_write, as write() gives (SIGPIPE is ignored). */
+        close(fds[1]);
+        eventer_t out = eventer_alloc_fd(unused_callback, NULL, fds[0], EVENTER_WRITE);
+        errno = 0;
+        if (eventer_write(out, "x", 1, NULL) != -1 || errno != EPIPE) {
+            if (!failures++)
+                snprintf(problem, sizeof(problem), "socket: write to closed peer errno %d", errno);
+        }
+        eventer_free(out);
+        close(fds[0]);
+    }
+    if (pipe2(fds, O_NONBLOCK) == 0) {
+        failures += check_pair("pipe", fds[1], fds[0]);
+        close(fds[0]);
+        close(fds[1]);
+    }
+    /* A closed descriptor: EBADF, not ENOTSOCK. */
+    if (pipe(fds) == 0) {
+        close(fds[0]);
+        close(fds[1]);
+        eventer_t gone = eventer_alloc_fd(unused_callback, NULL, fds[0], EVENTER_READ);
+        char byte;
+        errno = 0;
+        if (eventer_read(gone, &byte, 1, NULL) != -1 || errno != EBADF) {
+            if (!failures++)
+                snprintf(problem, sizeof(problem), "closed descriptor: errno %d", errno);
+        }
+        eventer_free(gone);
+    }
+    return failures;
+}
+
+static int loop_failures = -1;
+
+static int check_on_loop(eventer_t e, int mask, void *closure, struct timeval *now)
+{
+    __atomic_store_n(&loop_failures, check_posix_opset(), __ATOMIC_RELEASE);
+    test_increment(closure);
+    return 0;
+}
+
+ARK_TEST(posix_opset_reads_and_writes_every_descriptor_kind)
+{
+    signal(SIGPIPE, SIG_IGN);
+    test_eventer_start(2);
+    /* Off the loop threads (the libc calls)... */
+    int failures = check_posix_opset();
+    if (failures)
+        fprintf(stderr, "off the loops: %s\n", problem);
+    ARK_ASSERT_EQ(failures, 0);
+    /* ...and on one (the system calls themselves, in builds without sanitizers). */
+    static int ran;
+    ARK_ASSERT(eventer_add_in(check_on_loop, &ran, (struct timeval){0, 1000}) != NULL);
+    test_wait_for_count(&ran, 1, "check on a loop thread");
+    failures = __atomic_load_n(&loop_failures, __ATOMIC_ACQUIRE);
+    if (failures)
+        fprintf(stderr, "on a loop: %s\n", problem);
+    ARK_ASSERT_EQ(failures, 0);
     test_eventer_stop();
 }
 
