@@ -3,6 +3,7 @@
  * write/accept/close entry points that dispatch through an event's opset.
  */
 #include "eventer/eventer_internal.h"
+#include "eventer/kernel_call.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +19,7 @@
  *    read() and write() go through (3% of the CPU of each call). A descriptor that turns
  *    out not to be a socket (ENOTSOCK, once per event) is marked and uses read() and write().
  *    On a socket the two pairs do the same thing, SIGPIPE included.
- *  - On a loop thread the system call is made with syscall(): glibc's wrappers are
+ *  - On a loop thread the system call is made in line (kernel_call.h): glibc's wrappers are
  *    cancellation points and mark the thread around each call with two atomic operations
  *    (about 50 instructions, 4% of the CPU of each call). Loop threads are never cancelled
  *    and their descriptors are non-blocking, so the marks buy nothing there. Job threads
@@ -57,23 +58,27 @@ static inline int not_a_socket(eventer_t e, int result)
 static inline int posix_read_event(eventer_t e, int fd, void *buffer, size_t length)
 {
     if (maybe_socket(e)) {
-        int got = direct() ? (int)syscall(SYS_recvfrom, fd, buffer, length, 0, NULL, NULL)
+        int got = direct() ? (int)eventer_kernel_call6(SYS_recvfrom, fd, (long)buffer, (long)length,
+                                                       0, 0, 0)
                            : (int)recv(fd, buffer, length, 0);
         if (!not_a_socket(e, got))
             return got;
     }
-    return direct() ? (int)syscall(SYS_read, fd, buffer, length) : (int)read(fd, buffer, length);
+    return direct() ? (int)eventer_kernel_call3(SYS_read, fd, (long)buffer, (long)length)
+                    : (int)read(fd, buffer, length);
 }
 
 static inline int posix_write_event(eventer_t e, int fd, const void *buffer, size_t length)
 {
     if (maybe_socket(e)) {
-        int wrote = direct() ? (int)syscall(SYS_sendto, fd, buffer, length, 0, NULL, 0)
+        int wrote = direct() ? (int)eventer_kernel_call6(SYS_sendto, fd, (long)buffer, (long)length,
+                                                         0, 0, 0)
                              : (int)send(fd, buffer, length, 0);
         if (!not_a_socket(e, wrote))
             return wrote;
     }
-    return direct() ? (int)syscall(SYS_write, fd, buffer, length) : (int)write(fd, buffer, length);
+    return direct() ? (int)eventer_kernel_call3(SYS_write, fd, (long)buffer, (long)length)
+                    : (int)write(fd, buffer, length);
 }
 
 static int posix_accept(int fd, struct sockaddr *address, socklen_t *length, int *mask,

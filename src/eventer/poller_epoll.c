@@ -5,6 +5,7 @@
  * rounded up so timers never fire early) otherwise.
  */
 #include "eventer/poller.h"
+#include "eventer/kernel_call.h"
 
 #include <eventer/eventer.h>
 
@@ -147,8 +148,8 @@ int eventer_poller_wait(struct eventer_poller *poller, struct eventer_poller_rea
 #else
         /* Only loop threads wait here and they are never cancelled: the system call itself
          * skips glibc's cancellation-point marks (two atomic operations per wait). */
-        count = (int)syscall(SYS_epoll_pwait, poller->kernel_fd, events, EVENTER_POLLER_BATCH,
-                             timeout_ms, NULL, (size_t)8);
+        count = (int)eventer_kernel_call6(SYS_epoll_pwait, poller->kernel_fd, (long)events,
+                                          EVENTER_POLLER_BATCH, timeout_ms, 0, 8);
 #endif
     }
     if (count <= 0)
