@@ -127,12 +127,7 @@ ARK_TEST(deadline_cancels_running_work)
     static struct job_record slow, fast;
     slow.sleep_ms = 20000;
     struct timeval deadline;
-    gettimeofday(&deadline, NULL);
-    deadline.tv_usec += 100000;
-    if (deadline.tv_usec >= 1000000) {
-        deadline.tv_sec++;
-        deadline.tv_usec -= 1000000;
-    }
+    test_deadline_in_ms(&deadline, 100);
     eventer_t e = eventer_alloc_asynch_timeout(record_phases, &slow, &deadline);
     eventer_set_mask(e, eventer_get_mask(e) | EVENTER_CANCEL_DEFERRED);
     eventer_add_asynch(queue, e);
@@ -186,12 +181,7 @@ ARK_TEST(deferred_cancel_stops_work_blocked_in_eventer_read)
     ARK_ASSERT_EQ(pipe(fds), 0);
     eventer_t reader = eventer_alloc_fd(unused_fd_callback, NULL, fds[0], EVENTER_READ);
     struct timeval deadline;
-    gettimeofday(&deadline, NULL);
-    deadline.tv_usec += 100000;
-    if (deadline.tv_usec >= 1000000) {
-        deadline.tv_sec++;
-        deadline.tv_usec -= 1000000;
-    }
+    test_deadline_in_ms(&deadline, 100);
     eventer_t e = eventer_alloc_asynch_timeout(read_blocking_pipe, reader, &deadline);
     eventer_set_mask(e, eventer_get_mask(e) | EVENTER_CANCEL_DEFERRED);
     eventer_add_asynch(eventer_jobq_create("blocked-reader"), e);

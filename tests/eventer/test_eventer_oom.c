@@ -16,24 +16,6 @@
 
 #define IS_COMPLETE(mask) (((mask)&EVENTER_ASYNCH_COMPLETE) == EVENTER_ASYNCH_COMPLETE)
 
-static void inject(enum eventer_fault_site site, int count)
-{
-    __atomic_store_n(&eventer_impl_faults[site], count, __ATOMIC_RELEASE);
-}
-
-static int injections_left(enum eventer_fault_site site)
-{
-    return __atomic_load_n(&eventer_impl_faults[site], __ATOMIC_ACQUIRE);
-}
-
-/* Runs `child` (which ends with exit(0)) and asserts that its log contains `expected`. */
-static void run_expecting_log(void (*child)(void *), const char *expected)
-{
-    static char text[16384];
-    int status = ark_test_run_in_child(child, NULL, text, sizeof(text));
-    ARK_ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, text);
-    ARK_ASSERT_MSG(strstr(text, expected) != NULL, "no \"%s\" in: %s", expected, text);
-}
 
 static int count_call(eventer_t e, int mask, void *closure, struct timeval *now)
 {
@@ -69,9 +51,9 @@ static int timer_fired;
 static void timer_add_child(void *unused)
 {
     test_eventer_start(2);
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     eventer_add_in_s_us(count_call, &timer_fired, 0, 1000); /* from a non-loop thread */
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     test_wait_for_count(&timer_fired, 1, "timer added without queue memory");
     test_eventer_stop();
     exit(0);
@@ -79,7 +61,7 @@ static void timer_add_child(void *unused)
 
 ARK_TEST(cross_thread_timer_add_without_queue_memory_still_fires)
 {
-    run_expecting_log(timer_add_child, "eventer_add_timed: out of memory queueing event");
+    test_run_expecting_log(timer_add_child, "eventer_add_timed: out of memory queueing event");
 }
 
 static int recurrent_runs;
@@ -98,9 +80,9 @@ static void remove_child(void *argument)
         test_wait_for_count(&recurrent_runs, 1, "recurrent run");
     }
     sync_loop_0(); /* the add is applied: the loop holds the event */
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     ARK_ASSERT(eventer_remove(e) == e);
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     eventer_free(e); /* the caller's reference; the loop's guard keeps it until it lets go */
     sync_loop_0();
     /* The loop dropped the event from its structures and freed it: not kept until exit. */
@@ -125,13 +107,14 @@ static void recurrent_remove_child(void *unused)
 
 ARK_TEST(cross_thread_timer_remove_without_queue_memory_frees_once)
 {
-    run_expecting_log(timer_remove_child, "eventer_remove_timed: out of memory queueing event");
+    test_run_expecting_log(timer_remove_child,
+                           "eventer_remove_timed: out of memory queueing event");
 }
 
 ARK_TEST(cross_thread_recurrent_remove_without_queue_memory_frees_once)
 {
-    run_expecting_log(recurrent_remove_child,
-                      "eventer_remove_recurrent: out of memory queueing event");
+    test_run_expecting_log(recurrent_remove_child,
+                           "eventer_remove_recurrent: out of memory queueing event");
 }
 
 /* ---- a recurrent list that cannot grow ---- */
@@ -141,7 +124,7 @@ static int same_thread_removed = -1;
 
 static void add_recurrent_on_loop(void *unused)
 {
-    inject(EVENTER_FAULT_RECURRENT_LIST, 1);
+    test_inject(EVENTER_FAULT_RECURRENT_LIST, 1);
     eventer_add_recurrent(recurrent_event);
     __atomic_store_n(&same_thread_removed, eventer_remove_recurrent(recurrent_event) != NULL,
                      __ATOMIC_RELEASE);
@@ -153,10 +136,10 @@ static void recurrent_list_child(void *unused)
     recurrent_event = eventer_alloc_recurrent(count_recurrent, &recurrent_runs);
     eventer_set_owner(recurrent_event, eventer_choose_owner(0));
     /* From another thread: the add reaches the loop, which has no room for it. */
-    inject(EVENTER_FAULT_RECURRENT_LIST, 1);
+    test_inject(EVENTER_FAULT_RECURRENT_LIST, 1);
     eventer_add(recurrent_event);
     sync_loop_0();
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_RECURRENT_LIST), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_RECURRENT_LIST), 0);
     ARK_ASSERT(eventer_remove_recurrent(recurrent_event) == NULL); /* left unregistered */
     /* On the loop itself. */
     ARK_ASSERT_EQ(eventer_impl_run_on_loop(0, add_recurrent_on_loop, NULL), 0);
@@ -176,8 +159,8 @@ static void recurrent_list_child(void *unused)
 
 ARK_TEST(recurrent_add_without_list_memory_leaves_the_event_unregistered)
 {
-    run_expecting_log(recurrent_list_child,
-                      "eventer_add_recurrent: out of memory growing the recurrent list of");
+    test_run_expecting_log(recurrent_list_child,
+                           "eventer_add_recurrent: out of memory growing the recurrent list of");
 }
 
 /* ---- timers added on their loop without room in the timer structures ---- */
@@ -186,7 +169,7 @@ static int dropped_timer_fired, later_timer_fired;
 
 static void add_timers_without_storage(void *unused)
 {
-    inject(EVENTER_FAULT_TIMER_STORAGE, 1);
+    test_inject(EVENTER_FAULT_TIMER_STORAGE, 1);
     eventer_add_in_s_us(count_call, &dropped_timer_fired, 0, 1000);
     eventer_add_in_s_us(count_call, &later_timer_fired, 0, 1000);
 }
@@ -196,7 +179,7 @@ static void timer_storage_child(void *unused)
     test_eventer_start(2);
     ARK_ASSERT_EQ(eventer_impl_run_on_loop(0, add_timers_without_storage, NULL), 0);
     test_wait_for_count(&later_timer_fired, 1, "timer added once memory was back");
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_TIMER_STORAGE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_TIMER_STORAGE), 0);
     test_sleep_ms(20);
     ARK_ASSERT_EQ(test_load(&dropped_timer_fired), 0);
     test_eventer_stop(); /* and the dropped timer was freed */
@@ -205,7 +188,7 @@ static void timer_storage_child(void *unused)
 
 ARK_TEST(timer_without_storage_memory_is_dropped_and_reported)
 {
-    run_expecting_log(timer_storage_child, "eventer_add_timed: out of memory; timer");
+    test_run_expecting_log(timer_storage_child, "eventer_add_timed: out of memory; timer");
 }
 
 /* ---- jobs ---- */
@@ -236,43 +219,38 @@ static void job_completion_child(void *unused)
 {
     test_eventer_start(2);
     static struct job_record plain, cancelled;
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     eventer_add_asynch(NULL, eventer_alloc_asynch(record_job, &plain));
     test_wait_for_count(&plain.complete, 1, "COMPLETE without queue memory");
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     ARK_ASSERT_EQ(plain.work, 1);
     ARK_ASSERT_EQ(plain.cleanup, 1);
     ARK_ASSERT_EQ(plain.complete_off_owner, 0);
     /* A job cancelled at its deadline: the cancellation reaches the loop the same way. */
     cancelled.sleep_ms = 20000;
     struct timeval deadline;
-    gettimeofday(&deadline, NULL);
-    deadline.tv_usec += 100000;
-    if (deadline.tv_usec >= 1000000) {
-        deadline.tv_sec++;
-        deadline.tv_usec -= 1000000;
-    }
+    test_deadline_in_ms(&deadline, 100);
     eventer_t e = eventer_alloc_asynch_timeout(record_job, &cancelled, &deadline);
     eventer_set_mask(e, eventer_get_mask(e) | EVENTER_CANCEL_DEFERRED);
     eventer_add_asynch(NULL, e);
     test_wait_for_count(&cancelled.work, 1, "cancellable WORK");
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     test_wait_for_count(&cancelled.complete, 1, "COMPLETE of the cancelled job");
     ARK_ASSERT_EQ(cancelled.cleanup, 1);
     ARK_ASSERT_EQ(cancelled.complete_off_owner, 0);
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     test_eventer_stop();
     exit(0);
 }
 
 ARK_TEST(job_completion_without_queue_memory_still_completes)
 {
-    run_expecting_log(job_completion_child, "out of memory queueing COMPLETE of job");
+    test_run_expecting_log(job_completion_child, "out of memory queueing COMPLETE of job");
 }
 
 ARK_TEST(job_cancellation_without_queue_memory_still_completes)
 {
-    run_expecting_log(job_completion_child, "out of memory queueing the cancellation of job");
+    test_run_expecting_log(job_completion_child, "out of memory queueing the cancellation of job");
 }
 
 static void job_record_child(void *unused)
@@ -280,11 +258,11 @@ static void job_record_child(void *unused)
     test_eventer_start(2);
     int64_t baseline = eventer_allocations_current();
     static struct job_record refused, dropped;
-    inject(EVENTER_FAULT_JOB_RECORD, 1);
+    test_inject(EVENTER_FAULT_JOB_RECORD, 1);
     eventer_t e = eventer_alloc_asynch(record_job, &refused);
     ARK_ASSERT(!eventer_try_add_asynch(NULL, e));
     eventer_free(e); /* refused: still ours */
-    inject(EVENTER_FAULT_JOB_RECORD, 1);
+    test_inject(EVENTER_FAULT_JOB_RECORD, 1);
     eventer_add_asynch(NULL, eventer_alloc_asynch(record_job, &dropped));
     ARK_ASSERT_EQ(eventer_allocations_current(), baseline); /* dropped and freed */
     /* The queue still works. */
@@ -299,8 +277,9 @@ static void job_record_child(void *unused)
 
 ARK_TEST(job_record_without_memory_is_refused_or_dropped)
 {
-    run_expecting_log(job_record_child, "eventer_add_asynch: out of memory for a job; event");
-    run_expecting_log(job_record_child, "eventer_try_add_asynch: out of memory for a job; refused");
+    test_run_expecting_log(job_record_child, "eventer_add_asynch: out of memory for a job; event");
+    test_run_expecting_log(job_record_child,
+                           "eventer_try_add_asynch: out of memory for a job; refused");
 }
 
 static void job_threads_child(void *unused)
@@ -308,7 +287,7 @@ static void job_threads_child(void *unused)
     test_eventer_start(2);
     eventer_jobq_t *queue = eventer_jobq_create("thin");
     static struct job_record first, second;
-    inject(EVENTER_FAULT_JOBQ_THREADS, 1);
+    test_inject(EVENTER_FAULT_JOBQ_THREADS, 1);
     eventer_add_asynch(queue, eventer_alloc_asynch(record_job, &first));
     /* No thread could start: the job waits, queued. */
     ARK_ASSERT_EQ(eventer_jobq_get_thread_count(queue), 0);
@@ -323,7 +302,7 @@ static void job_threads_child(void *unused)
 
 ARK_TEST(job_thread_list_without_memory_keeps_the_job_queued)
 {
-    run_expecting_log(job_threads_child, "jobq thin: out of memory starting a thread");
+    test_run_expecting_log(job_threads_child, "jobq thin: out of memory starting a thread");
 }
 
 /* ---- fd triggers and updates, and functions run on a loop ---- */
@@ -344,14 +323,14 @@ static void fd_child(void *argument)
     /* A trigger of an unregistered event carries its reference: dropped with it. */
     eventer_t e = eventer_alloc_fd(count_call, &fd_calls, fds[0], EVENTER_READ);
     eventer_set_owner(e, eventer_choose_owner(0));
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     eventer_trigger(e, EVENTER_READ);
     ARK_ASSERT_EQ(eventer_allocations_current(), baseline);
     /* An update of a registered event is dropped; the event stays as it was. */
     e = eventer_alloc_fd(count_call, &fd_calls, fds[0], EVENTER_READ);
     eventer_set_owner(e, eventer_choose_owner(0));
     eventer_add(e);
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     eventer_update(e, EVENTER_READ | EVENTER_WRITE);
     sync_loop_0();
     ARK_ASSERT_EQ(eventer_get_mask(e), EVENTER_READ);
@@ -359,7 +338,7 @@ static void fd_child(void *argument)
     sync_loop_0();
     eventer_free(e);
     /* A function that cannot be queued is refused. */
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     ARK_ASSERT_EQ(eventer_impl_run_on_loop(0, never_run, NULL), -1);
     sync_loop_0();
     ARK_ASSERT_EQ(test_load(&fd_calls), 0);
@@ -371,9 +350,9 @@ static void fd_child(void *argument)
 
 ARK_TEST(fd_trigger_and_update_without_queue_memory_are_dropped_and_reported)
 {
-    run_expecting_log(fd_child, "eventer_trigger: out of memory queueing to");
-    run_expecting_log(fd_child, "eventer_update: out of memory queueing to");
-    run_expecting_log(fd_child, "eventer_impl_run_on_loop: out of memory queueing to");
+    test_run_expecting_log(fd_child, "eventer_trigger: out of memory queueing to");
+    test_run_expecting_log(fd_child, "eventer_update: out of memory queueing to");
+    test_run_expecting_log(fd_child, "eventer_impl_run_on_loop: out of memory queueing to");
 }
 
 /* ---- a job subqueue whose record cannot be allocated ---- */
@@ -383,16 +362,16 @@ static void subqueue_child(void *unused)
     test_eventer_start(2);
     eventer_jobq_t *queue = eventer_jobq_create("subq");
     static struct job_record plain, tried, later;
-    inject(EVENTER_FAULT_SUBQUEUE_RECORD, 1);
+    test_inject(EVENTER_FAULT_SUBQUEUE_RECORD, 1);
     eventer_add_asynch_subqueue(queue, eventer_alloc_asynch(record_job, &plain), 42);
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_SUBQUEUE_RECORD), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_SUBQUEUE_RECORD), 0);
     test_wait_for_count(&plain.complete, 1, "job without its subqueue record");
     ARK_ASSERT_EQ(test_load(&plain.work), 1);
     ARK_ASSERT_EQ(test_load(&plain.cleanup), 1);
-    inject(EVENTER_FAULT_SUBQUEUE_RECORD, 1);
+    test_inject(EVENTER_FAULT_SUBQUEUE_RECORD, 1);
     ARK_ASSERT(
         eventer_try_add_asynch_subqueue(queue, eventer_alloc_asynch(record_job, &tried), 43));
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_SUBQUEUE_RECORD), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_SUBQUEUE_RECORD), 0);
     test_wait_for_count(&tried.complete, 1, "tried job without its subqueue record");
     ARK_ASSERT_EQ(test_load(&tried.work), 1);
     /* Subqueues are allocated again once memory is back. */
@@ -406,8 +385,8 @@ static void subqueue_child(void *unused)
 
 ARK_TEST(subqueue_record_without_memory_keeps_the_job)
 {
-    run_expecting_log(subqueue_child,
-                      "eventer_add_asynch_subqueue: out of memory for subqueue 42 of queue subq");
-    run_expecting_log(subqueue_child, "eventer_try_add_asynch_subqueue: out of memory for "
-                                      "subqueue 43 of queue subq");
+    test_run_expecting_log(
+        subqueue_child, "eventer_add_asynch_subqueue: out of memory for subqueue 42 of queue subq");
+    test_run_expecting_log(subqueue_child, "eventer_try_add_asynch_subqueue: out of memory for "
+                                           "subqueue 43 of queue subq");
 }

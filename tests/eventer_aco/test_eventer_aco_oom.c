@@ -16,24 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static void inject(enum eventer_fault_site site, int count)
-{
-    __atomic_store_n(&eventer_impl_faults[site], count, __ATOMIC_RELEASE);
-}
-
-static int injections_left(enum eventer_fault_site site)
-{
-    return __atomic_load_n(&eventer_impl_faults[site], __ATOMIC_ACQUIRE);
-}
-
-/* Runs `child` (which ends with exit(0)) and asserts that its log contains `expected`. */
-static void run_expecting_log(void (*child)(void *), const char *expected)
-{
-    static char text[16384];
-    int status = ark_test_run_in_child(child, NULL, text, sizeof(text));
-    ARK_ASSERT_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, text);
-    ARK_ASSERT_MSG(strstr(text, expected) != NULL, "no \"%s\" in: %s", expected, text);
-}
 
 /* ---- a co made ready from inside another co ---- */
 
@@ -59,7 +41,7 @@ static void releaser_co(void)
     resume_probe.releaser_home = test_loop_index();
     /* Same loop, inside a co: the waiter goes on the ready list, whose drain the queue
      * cannot take. */
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     eventer_aco_gate_release(resume_probe.gate);
     aco_exit();
 }
@@ -85,7 +67,7 @@ static void resume_child(void *unused)
     eventer_aco_start_on(eventer_choose_owner(1), waiter_co, NULL, 0, 0);
     test_wait_for_count(&resume_probe.resumed, 1, "co resumed without queue memory");
     test_wait_for_count(&resume_probe.later_ran, 1, "co started once memory was back");
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     ARK_ASSERT_EQ(resume_probe.waiter_home, 1);
     ARK_ASSERT_EQ(resume_probe.releaser_home, 1);
     ARK_ASSERT_EQ(resume_probe.later_home, 1);
@@ -95,7 +77,7 @@ static void resume_child(void *unused)
 
 ARK_TEST(aco_resume_without_queue_memory_still_resumes)
 {
-    run_expecting_log(resume_child, "eventer_aco: resuming a co: out of memory queueing to");
+    test_run_expecting_log(resume_child, "eventer_aco: resuming a co: out of memory queueing to");
 }
 
 /* ---- a start from a thread that is not the target loop ---- */
@@ -113,9 +95,9 @@ static void started_co(void)
 static void start_child(void *unused)
 {
     test_eventer_start(2);
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     eventer_aco_start_on(eventer_choose_owner(1), started_co, NULL, 0, 0); /* from no loop */
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     test_wait_for_count(&started, 1, "co started without queue memory");
     ARK_ASSERT_EQ(__atomic_load_n(&started_home, __ATOMIC_ACQUIRE), 1);
     /* Starts queue normally again. */
@@ -127,7 +109,7 @@ static void start_child(void *unused)
 
 ARK_TEST(aco_start_without_queue_memory_still_starts)
 {
-    run_expecting_log(start_child, "eventer_aco_start: out of memory queueing to");
+    test_run_expecting_log(start_child, "eventer_aco_start: out of memory queueing to");
 }
 
 /* ---- a gate released by a plain thread ---- */
@@ -148,18 +130,18 @@ static void *release_thread(void *argument)
     test_wait_for_count(&p->holding, 1, "holds taken");
     /* The first hand-over fails to queue and goes through the gate's node; the next release
      * joins it (one hand-over pending at a time). */
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     test_increment(&p->released);
     eventer_aco_gate_release(p->gate);
     test_increment(&p->released);
     eventer_aco_gate_release(p->gate);
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     /* Once the loop took those, the node serves again. */
     test_sleep_ms(50);
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     test_increment(&p->released);
     eventer_aco_gate_release(p->gate);
-    ARK_ASSERT_EQ(injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
+    ARK_ASSERT_EQ(test_injections_left(EVENTER_FAULT_COMMAND_QUEUE), 0);
     test_sleep_ms(50);
     /* And the last goes through the queue. */
     test_increment(&p->released);
@@ -196,7 +178,7 @@ static void release_child(void *unused)
 
 ARK_TEST(aco_gate_release_without_queue_memory_still_releases)
 {
-    run_expecting_log(release_child, "eventer_aco_gate_release: out of memory queueing to");
+    test_run_expecting_log(release_child, "eventer_aco_gate_release: out of memory queueing to");
 }
 
 /* ---- a hand-over still pending when the loops stop ---- */
@@ -213,7 +195,7 @@ static void never_resumed_co(void)
 static void spill_then_hold_the_loop(void)
 {
     /* The new co waits on the ready list, whose drain goes through the thread's node. */
-    inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
+    test_inject(EVENTER_FAULT_COMMAND_QUEUE, 1);
     eventer_aco_start(never_resumed_co, NULL);
     test_increment(&spilled_before_stop);
     /* Hold the loop until it is told to stop: it then stops without draining the node. */
@@ -236,5 +218,5 @@ static void teardown_child(void *unused)
 
 ARK_TEST(aco_hand_over_pending_at_teardown_is_dropped_unrun)
 {
-    run_expecting_log(teardown_child, "eventer_aco: resuming a co: out of memory queueing to");
+    test_run_expecting_log(teardown_child, "eventer_aco: resuming a co: out of memory queueing to");
 }
