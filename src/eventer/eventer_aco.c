@@ -90,7 +90,8 @@ struct aco_thread {
     struct aco_co *live;
     struct aco_co *ready_head, *ready_tail;
     int ready_drain_queued;
-    struct eventer_spilled_run ready_drain_spill; /* the drain, when the queue is out of memory */
+    /* The drain, when the queue is out of memory. */
+    struct eventer_spilled_command ready_drain_spill;
     struct _event_aco_gate *gates;
     uint64_t unflushed_resumes;
 };
@@ -127,7 +128,7 @@ struct _event_aco_gate {
     /* Releases by other threads not yet applied (atomic); the one that raises it from 0
      * hands them to the loop (through `release_spill` when the queue is out of memory). */
     uint32_t remote_releases;
-    struct eventer_spilled_run release_spill;
+    struct eventer_spilled_command release_spill;
 };
 
 enum { JOB_SIMPLE, JOB_PHASES, JOB_RUN };
@@ -151,7 +152,7 @@ struct pending_start {
     size_t stack_size;
     int flags;
     struct pending_start *next, *prev;
-    struct eventer_spilled_run spill; /* its run, when the queue is out of memory */
+    struct eventer_spilled_command spill; /* its run, when the queue is out of memory */
 };
 
 __thread void *eventer_impl_aco_running __attribute__((tls_model("initial-exec")));

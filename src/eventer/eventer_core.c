@@ -91,11 +91,6 @@ static void update_now(struct eventer_loop *loop)
     loop->now_us = (uint64_t)now.tv_sec * 1000000u + (uint64_t)microseconds;
 }
 
-struct eventer_loop *eventer_impl_current_loop(void)
-{
-    return eventer_impl_this_loop;
-}
-
 static struct eventer_loop *loop_for_thread(pthread_t thread)
 {
     for (int i = 0; i < eventer_impl_loop_count; i++)
@@ -419,11 +414,13 @@ int eventer_impl_queue_command(struct eventer_loop *loop, const struct eventer_c
 
 void eventer_impl_spill_command(struct eventer_loop *loop, struct eventer_spilled_command *spilled)
 {
-    struct eventer_spilled_command *head = __atomic_load_n(&loop->spilled, __ATOMIC_RELAXED);
+    struct eventer_spilled_command **stack =
+        spilled->kind == COMMAND_RUN ? &loop->spilled_runs : &loop->spilled;
+    struct eventer_spilled_command *head = __atomic_load_n(stack, __ATOMIC_RELAXED);
     do {
         spilled->next = head;
-    } while (!__atomic_compare_exchange_n(&loop->spilled, &head, spilled, 1, __ATOMIC_RELEASE,
-                                          __ATOMIC_RELAXED));
+    } while (
+        !__atomic_compare_exchange_n(stack, &head, spilled, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
     eventer_impl_wake(loop);
 }
 
@@ -513,7 +510,7 @@ int eventer_impl_run_on_loop(int loop_index, void (*function)(void *argument), v
 }
 
 int eventer_impl_run_on_loop_or_spill(int loop_index, void (*function)(void *argument),
-                                      void *argument, struct eventer_spilled_run *node,
+                                      void *argument, struct eventer_spilled_command *node,
                                       const char *call)
 {
     if (!eventer_impl_running() || loop_index < 0 || loop_index >= eventer_impl_loop_count ||
@@ -524,23 +521,13 @@ int eventer_impl_run_on_loop_or_spill(int loop_index, void (*function)(void *arg
         .kind = COMMAND_RUN, .function = function, .argument = argument};
     if (mtev_likely(eventer_impl_queue_command(loop, &command) == 0))
         return 0;
+    node->kind = COMMAND_RUN;
     node->function = function;
     node->argument = argument;
-    struct eventer_spilled_run *head = __atomic_load_n(&loop->spilled_runs, __ATOMIC_RELAXED);
-    do {
-        node->next = head;
-    } while (!__atomic_compare_exchange_n(&loop->spilled_runs, &head, node, 1, __ATOMIC_RELEASE,
-                                          __ATOMIC_RELAXED));
-    eventer_impl_wake(loop);
+    eventer_impl_spill_command(loop, node);
     mtevL(eventer_impl_error, "%s: out of memory queueing to %s; passed on without allocating\n",
           call, loop->name);
     return 0;
-}
-
-/* Drops, unrun, the functions spilled to `loop` (it is stopping). */
-static void drop_spilled_runs(struct eventer_loop *loop)
-{
-    (void)__atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
 }
 
 /* ---- wait hooks ---- */
@@ -1174,11 +1161,38 @@ static void apply_command(struct eventer_loop *loop, struct eventer_command *com
     }
 }
 
+/* Applies the commands spilled on one of `loop`'s stacks (eventer_impl_spill_command), oldest
+ * first. Returns whether there were any. */
+static int apply_spilled_commands(struct eventer_loop *loop, struct eventer_spilled_command **stack,
+                                  int tearing_down)
+{
+    if (!__atomic_load_n(stack, __ATOMIC_RELAXED))
+        return 0;
+    struct eventer_spilled_command *newest = __atomic_exchange_n(stack, NULL, __ATOMIC_ACQUIRE);
+    struct eventer_spilled_command *oldest = NULL;
+    while (newest) {
+        struct eventer_spilled_command *next = newest->next;
+        newest->next = oldest;
+        oldest = newest;
+        newest = next;
+    }
+    while (oldest) {
+        /* Read before the command runs: it may free the node (with its job) or pass it again. */
+        struct eventer_spilled_command *next = oldest->next;
+        struct eventer_command command = {.kind = oldest->kind,
+                                          .event = oldest->event,
+                                          .function = oldest->function,
+                                          .argument = oldest->argument};
+        apply_command(loop, &command, tearing_down);
+        oldest = next;
+    }
+    return 1;
+}
+
 /*
  * Applies what could not be queued to this loop for want of memory: events whose timer or
- * recurrent registration it must reconcile with their state, spilled job commands
- * (eventer_impl_spill_command) and spilled functions (eventer_impl_run_on_loop_or_spill),
- * oldest first. Returns whether there was any.
+ * recurrent registration it must reconcile with their state, then spilled commands. Returns
+ * whether there was any.
  */
 static int drain_spilled(struct eventer_loop *loop, int tearing_down)
 {
@@ -1198,45 +1212,8 @@ static int drain_spilled(struct eventer_loop *loop, int tearing_down)
             e = next;
         }
     }
-    if (__atomic_load_n(&loop->spilled, __ATOMIC_RELAXED)) {
-        found = 1;
-        struct eventer_spilled_command *newest =
-            __atomic_exchange_n(&loop->spilled, NULL, __ATOMIC_ACQUIRE);
-        struct eventer_spilled_command *oldest = NULL;
-        while (newest) {
-            struct eventer_spilled_command *next = newest->next;
-            newest->next = oldest;
-            oldest = newest;
-            newest = next;
-        }
-        while (oldest) {
-            /* Read before the node is freed with its job. */
-            struct eventer_spilled_command *next = oldest->next;
-            struct eventer_command command = {.kind = oldest->kind, .event = oldest->event};
-            apply_command(loop, &command, tearing_down);
-            oldest = next;
-        }
-    }
-    if (__atomic_load_n(&loop->spilled_runs, __ATOMIC_RELAXED)) {
-        found = 1;
-        struct eventer_spilled_run *newest =
-            __atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
-        struct eventer_spilled_run *oldest = NULL;
-        while (newest) {
-            struct eventer_spilled_run *next = newest->next;
-            newest->next = oldest;
-            oldest = newest;
-            newest = next;
-        }
-        while (oldest) {
-            /* Read before the call, which may pass the node again or free it. */
-            struct eventer_spilled_run *next = oldest->next;
-            struct eventer_command command = {
-                .kind = COMMAND_RUN, .function = oldest->function, .argument = oldest->argument};
-            apply_command(loop, &command, tearing_down);
-            oldest = next;
-        }
-    }
+    found |= apply_spilled_commands(loop, &loop->spilled, tearing_down);
+    found |= apply_spilled_commands(loop, &loop->spilled_runs, tearing_down);
     return found;
 }
 
@@ -1335,8 +1312,9 @@ static void *loop_main(void *argument)
         }
     }
     run_exit_hooks(loop);
-    /* Their nodes may live in what the ACO layer frees now. */
-    drop_spilled_runs(loop);
+    /* Spilled runs are dropped unrun, as eventer_cleanup() would, but now: their nodes may
+     * live in what the ACO layer frees next. */
+    (void)__atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
     eventer_impl_aco_loop_exit(loop);
     eventer_impl_this_loop = NULL;
     return NULL;

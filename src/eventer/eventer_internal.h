@@ -39,18 +39,23 @@
 
 struct eventer_loop;
 struct eventer_job;
-struct eventer_spilled_run;
 
 /* The event is converted to an ACO event (see above). */
 #define EVENT_FLAG_ACO 0x1
 /* Registration of this fd failed once already; a second failure drops the event. */
 #define EVENT_FLAG_REGISTER_FAILED 0x2
 
-/* A job command that could not be queued for want of memory (eventer_impl_spill_command). */
+/*
+ * A command that could not be queued for want of memory, in a node its owner embeds: a job's
+ * COMPLETE or CANCELLED (eventer_impl_spill_command) or a COMMAND_RUN
+ * (eventer_impl_run_on_loop_or_spill).
+ */
 struct eventer_spilled_command {
     struct eventer_spilled_command *next;
-    int kind; /* COMMAND_COMPLETE or COMMAND_CANCELLED */
-    eventer_t event;
+    int kind;
+    eventer_t event;                  /* COMMAND_COMPLETE, COMMAND_CANCELLED */
+    void (*function)(void *argument); /* COMMAND_RUN */
+    void *argument;
 };
 
 /* Values of `state`. */
@@ -96,10 +101,12 @@ enum eventer_command_kind {
 };
 
 /*
- * A job's COMPLETE or CANCELLED that could not be queued because the queue could not grow
- * (out of memory). The node lives in the job record and is pushed, without allocating, on
- * the loop's `spilled` stack, which the loop drains with its commands. (A timer or recurrent
- * add/remove goes the same way on the `reconcile` stack, through the event's own link.)
+ * A command that could not be queued because the queue could not grow (out of memory): a
+ * job's COMPLETE or CANCELLED (the node lives in the job record) or a COMMAND_RUN (see
+ * eventer_impl_run_on_loop_or_spill). The node is pushed, without allocating, on one of the
+ * loop's spill stacks, which the loop drains with its commands, and the loop is woken. (A
+ * timer or recurrent add/remove goes the same way on the `reconcile` stack, through the
+ * event's own link.) Thread: any.
  */
 void eventer_impl_spill_command(struct eventer_loop *loop, struct eventer_spilled_command *spilled);
 
@@ -168,10 +175,10 @@ struct eventer_loop {
     uint32_t command_count, command_capacity;
     struct eventer_command *draining;
     uint32_t draining_capacity;
-    struct eventer_spilled_command *spilled; /* atomic stack, see eventer_impl_spill_command() */
+    /* Atomic stacks, see eventer_impl_spill_command(): job commands, and COMMAND_RUNs (kept
+     * apart: a loop drops its runs when it exits, the job commands wait for the cleanup). */
+    struct eventer_spilled_command *spilled, *spilled_runs;
     struct _event *reconcile; /* atomic stack of events, linked by `reconcile_next` */
-    /* Atomic stack, see eventer_impl_run_on_loop_or_spill(). */
-    struct eventer_spilled_run *spilled_runs;
 
     /* The completion "back queue" jobq object for introspection. */
     struct _eventer_jobq *backq;
@@ -184,11 +191,13 @@ extern struct eventer_loop *eventer_impl_loops;
 extern mtev_log_stream_t eventer_impl_error;
 extern mtev_log_stream_t eventer_impl_debug;
 
-/* The loop thread running the caller, or NULL. */
-struct eventer_loop *eventer_impl_current_loop(void);
-/* The same as a variable, for hot paths (eventer_fd.c); written only by loop threads. */
+/* The loop thread running the caller, or NULL (set by each loop thread for itself). */
 extern __thread struct eventer_loop *eventer_impl_this_loop
     __attribute__((tls_model("initial-exec")));
+static inline struct eventer_loop *eventer_impl_current_loop(void)
+{
+    return eventer_impl_this_loop;
+}
 /* Index of e's owner loop (the loop an event falls back to when its owner is not one). */
 int eventer_impl_loop_index_of_event(eventer_t e);
 /* The loop that will run e's callbacks (never NULL once initialised). */
@@ -287,32 +296,25 @@ static inline int eventer_impl_fault(enum eventer_fault_site site)
  */
 int eventer_impl_run_on_loop(int loop_index, void (*function)(void *argument), void *argument);
 
-/* A function to run on a loop, for eventer_impl_run_on_loop_or_spill(). */
-struct eventer_spilled_run {
-    struct eventer_spilled_run *next;
-    void (*function)(void *argument);
-    void *argument;
-};
-
 /*
  * Like eventer_impl_run_on_loop(), but a full command queue that cannot grow (out of memory)
  * does not lose the call: `node`, owned by the caller (embedded in the object the function
- * works on), is filled in and pushed, without allocating, on the loop's `spilled_runs` stack,
- * which the loop drains with its commands; the failure is logged naming `call`. The fast
- * path is eventer_impl_run_on_loop()'s, and leaves `node` untouched.
+ * works on), is filled in and pushed, without allocating, with eventer_impl_spill_command(); the
+ * failure is logged naming `call`. The fast path is eventer_impl_run_on_loop()'s, and leaves `node`
+ * untouched.
  *
  * The node must stay allocated, and must not be passed again, until `function` starts (the
  * loop reads what it needs from the node before calling it, so `function` may pass the node
  * again or free it). The caller keeps its own "pending" flag or counter to know whether a
- * call is outstanding. A node still pending when its loop stops is dropped unrun, before the
- * ACO layer frees that loop's objects (as commands queued then are dropped unrun); one pushed
- * after that is dropped unrun by eventer_cleanup(), so it must stay allocated until then.
+ * call is outstanding. A node still pending when its loop stops is dropped unrun (as commands
+ * queued then are) before the ACO layer frees that loop's objects; one pushed after that is
+ * dropped unrun by eventer_cleanup(), so it must stay allocated until then.
  *
  * Returns 0 (queued or spilled), or -1 if the index is invalid or the eventer is not running
  * (nothing queued, node untouched). Thread: any.
  */
 int eventer_impl_run_on_loop_or_spill(int loop_index, void (*function)(void *argument),
-                                      void *argument, struct eventer_spilled_run *node,
+                                      void *argument, struct eventer_spilled_command *node,
                                       const char *call);
 
 /*
