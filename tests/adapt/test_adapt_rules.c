@@ -758,10 +758,11 @@ ARK_TEST(polling_any_order_and_number_of_suspend_and_resume)
 ARK_TEST(wake_resumes_without_waiting_for_the_poll_timeout)
 {
     /* Loops would sleep an hour and the service asks to be polled once an hour: only the
-     * worker's wake can finish these transactions within the test's time. */
+     * worker's wake can finish these transactions within the test's time (adapt_run() gives up
+     * after 20 s). The analysis takes 5 ms so that the loop is asleep when it ends. */
     ARK_ASSERT_EQ(eventer_propset("max_sleeptime_ms", "3600000"), 0);
     adapt_test_start(2);
-    struct ecap_option options[] = {{"delay_ms", "0"}, {"poll_ms", "3600000"}, {"wake", "1"}};
+    struct ecap_option options[] = {{"delay_ms", "5"}, {"poll_ms", "3600000"}, {"wake", "1"}};
     ecap_service_t *service =
         adapt_test_service("async", "ecap://arkenstone/adapters/async", options, 3);
     for (int i = 0; i < 20; i++) {
@@ -776,7 +777,9 @@ ARK_TEST(wake_resumes_without_waiting_for_the_poll_timeout)
     struct ecap_service_stats stats;
     ecap_service_get_stats(service, &stats);
     ARK_ASSERT_EQ(stats.xaction_resumes, 20);
-    ARK_ASSERT(stats.wakes >= 20);
+    /* A wake is counted only while its transaction lives: a loop that was descheduled past the
+     * analysis finds the result at its next poll and the late wake is refused, uncounted. */
+    ARK_ASSERT(stats.wakes >= 1 && stats.wakes <= 20);
     adapt_test_stop();
     ARK_ASSERT_EQ(eventer_propset("max_sleeptime_ms", "1000"), 0);
 }
