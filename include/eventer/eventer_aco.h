@@ -293,9 +293,11 @@ ARK_EXTERN void eventer_aco_gate_wait(eventer_aco_gate_t gate);
  * eventer_aco_gate_release() completes it: eventer_aco_gate_wait() returns once every job
  * and every hold is done, with no polling. Hold: the gate's co only, before it waits.
  * Release: exactly once per hold, from any thread; on the gate's loop thread the count drops
- * at once, from elsewhere the release is queued to that loop (the gate must not have been
- * waited on and freed yet, which cannot happen while the hold is outstanding). A release
- * that reaches a loop already stopping is dropped with the gate.
+ * at once, from elsewhere the release is queued to that loop. The gate's memory lives until
+ * every hold is released, even past its co and its loop: a release after the loop stopped
+ * (eventer_shutdown(), or even after eventer_cleanup() returned) does nothing but drop the
+ * hold, and the last one frees the gate. Like every cross-thread call, a release must not
+ * race with eventer_cleanup() itself.
  */
 ARK_EXTERN void eventer_aco_gate_hold(eventer_aco_gate_t gate);
 ARK_EXTERN void eventer_aco_gate_release(eventer_aco_gate_t gate);

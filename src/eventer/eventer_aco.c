@@ -121,15 +121,24 @@ struct aco_co {
 struct _event_aco_gate {
     uint32_t count; /* the creator's count plus one per job not completed */
     uint8_t waiting;
+    uint8_t waited; /* its co entered eventer_aco_gate_wait(): the creator's count is gone */
     uint8_t orphan; /* its co ended without waiting: freed by the last completion */
     struct aco_co *owner;
     struct aco_thread *home;
+    struct eventer_loop *loop;
     struct _event_aco_gate *next, *prev;
-    /* Releases by other threads not yet applied (atomic); the one that raises it from 0
-     * hands them to the loop (through `release_spill` when the queue is out of memory). */
+    /* Releases by other threads not yet applied (atomic), plus GATE_ABANDONED once the loop
+     * stopped; the release that raises it from 0 hands them to the loop (through
+     * `release_spill` when the queue is out of memory). */
     uint32_t remote_releases;
+    /* Memory, not counting (atomic): one for the loop's side until the gate is waited on,
+     * orphaned and done, or abandoned; one per hold until its release returns. A hold can
+     * outlive the loop, so the last of them frees the gate. */
+    uint32_t references;
     struct eventer_spilled_command release_spill;
 };
+
+#define GATE_ABANDONED 0x80000000u
 
 enum { JOB_SIMPLE, JOB_PHASES, JOB_RUN };
 
@@ -1139,6 +1148,13 @@ static void check_closure(const char *call, struct aco_co *ctx, const void *clos
                   call, closure);
 }
 
+static void gate_unreference(struct _event_aco_gate *gate)
+{
+    if (__atomic_sub_fetch(&gate->references, 1, __ATOMIC_ACQ_REL) == 0)
+        free(gate);
+}
+
+/* The loop's side is done with the gate: unlinked, and freed unless holds are outstanding. */
 static void gate_free(struct _event_aco_gate *gate)
 {
     struct aco_thread *ts = gate->home;
@@ -1148,7 +1164,7 @@ static void gate_free(struct _event_aco_gate *gate)
         ts->gates = gate->next;
     if (gate->next)
         gate->next->prev = gate->prev;
-    free(gate);
+    gate_unreference(gate);
 }
 
 static void gate_job_done(struct _event_aco_gate *gate)
@@ -1171,15 +1187,20 @@ static void orphan_gates(struct aco_co *ctx)
     while (gate && ctx->gate_count) {
         struct _event_aco_gate *next = gate->next;
         if (gate->owner == ctx && !gate->orphan) {
+            /* A co torn down inside eventer_aco_gate_wait() has dropped its own count
+             * already and did nothing wrong. */
             ctx->gate_count--;
-            mtevL(ERROR_STREAM,
-                  "eventer_aco: co %p ended without eventer_aco_gate_wait() on gate %p (%u "
-                  "job(s) outstanding)\n",
-                  (void *)ctx->co, (void *)gate, gate->count - 1);
+            if (!gate->waited) {
+                mtevL(ERROR_STREAM,
+                      "eventer_aco: co %p ended without eventer_aco_gate_wait() on gate %p (%u "
+                      "job(s) outstanding)\n",
+                      (void *)ctx->co, (void *)gate, gate->count - 1);
+                gate->count--;
+            }
             gate->owner = NULL;
             gate->orphan = 1;
             gate->waiting = 0;
-            if (--gate->count == 0)
+            if (gate->count == 0)
                 gate_free(gate);
         }
         gate = next;
@@ -1193,8 +1214,10 @@ eventer_aco_gate_t eventer_aco_gate(void)
     if (!gate)
         mtevFatal(mtev_error, "eventer_aco_gate: out of memory\n");
     gate->count = 1;
+    gate->references = 1;
     gate->owner = ctx;
     gate->home = ctx->home;
+    gate->loop = ctx->home->loop;
     gate->next = ctx->home->gates;
     if (gate->next)
         gate->next->prev = gate;
@@ -1209,6 +1232,7 @@ void eventer_aco_gate_wait(eventer_aco_gate_t gate)
     if (!gate || gate->owner != ctx)
         mtevFatal(mtev_error, "eventer_aco_gate_wait: gate %p does not belong to this co-routine\n",
                   (void *)gate);
+    gate->waited = 1;
     if (--gate->count > 0) {
         int saved = errno;
         gate->waiting = 1;
@@ -1230,6 +1254,7 @@ void eventer_aco_gate_hold(eventer_aco_gate_t gate)
         mtevFatal(mtev_error, "eventer_aco_gate_hold: gate %p does not belong to this co-routine\n",
                   (void *)gate);
     gate->count++;
+    __atomic_add_fetch(&gate->references, 1, __ATOMIC_RELAXED);
 }
 
 /* The releases other threads made since the last call (one call pending at a time). */
@@ -1246,12 +1271,14 @@ void eventer_aco_gate_release(eventer_aco_gate_t gate)
 {
     if (!gate)
         mtevFatal(mtev_error, "eventer_aco_gate_release: NULL gate\n");
-    /* The count belongs to the gate's loop thread: another thread hands the release over. */
-    if (eventer_impl_current_loop() == gate->home->loop)
+    /* The count belongs to the gate's loop thread: another thread hands the release over,
+     * unless the loop stopped (and abandoned the gate: nothing waits for the count then). */
+    if (eventer_impl_current_loop() == gate->loop)
         gate_job_done(gate);
     else if (__atomic_fetch_add(&gate->remote_releases, 1, __ATOMIC_ACQ_REL) == 0)
-        eventer_impl_run_on_loop_or_spill(gate->home->loop->index, release_on_loop, gate,
+        eventer_impl_run_on_loop_or_spill(gate->loop->index, release_on_loop, gate,
                                           &gate->release_spill, "eventer_aco_gate_release");
+    gate_unreference(gate);
 }
 
 static int job_callback(eventer_t e, int mask, void *closure, struct timeval *now)
@@ -1470,8 +1497,12 @@ void eventer_impl_aco_loop_exit(struct eventer_loop *loop)
         return;
     while (ts->live)
         co_destroy(ts->live, 0);
-    while (ts->gates)
-        gate_free(ts->gates);
+    while (ts->gates) {
+        struct _event_aco_gate *gate = ts->gates;
+        /* Releases still to come see this and leave the loop alone; the last frees it. */
+        __atomic_fetch_or(&gate->remote_releases, GATE_ABANDONED, __ATOMIC_ACQ_REL);
+        gate_free(gate);
+    }
     for (int i = 0; i < ts->stack_count; i++)
         if (ts->stacks[i].created_here)
             aco_share_stack_destroy(ts->stacks[i].stack);

@@ -1213,7 +1213,12 @@ static int drain_spilled(struct eventer_loop *loop, int tearing_down)
         }
     }
     found |= apply_spilled_commands(loop, &loop->spilled, tearing_down);
-    found |= apply_spilled_commands(loop, &loop->spilled_runs, tearing_down);
+    if (!tearing_down)
+        found |= apply_spilled_commands(loop, &loop->spilled_runs, 0);
+    else
+        /* Unrun, and unread: a node spilled after its loop stopped may have been freed since
+         * (an abandoned gate's release). */
+        (void)__atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
     return found;
 }
 
