@@ -4,6 +4,7 @@
  */
 #include "eventer_test_util.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -124,6 +125,33 @@ static int check_pair(const char *kind, int writer, int reader)
     return failures;
 }
 
+/* Datagrams keep their boundaries through eventer_read/write; an empty one reads as 0. */
+static int check_datagrams(int writer, int reader)
+{
+    eventer_t out = eventer_alloc_fd(unused_callback, NULL, writer, EVENTER_WRITE);
+    eventer_t in = eventer_alloc_fd(unused_callback, NULL, reader, EVENTER_READ);
+    int failures = 0;
+    char got[16];
+    int first = eventer_write(out, "ab", 2, NULL), second = eventer_write(out, "cde", 3, NULL),
+        empty = eventer_write(out, "", 0, NULL);
+    int got_first = eventer_read(in, got, sizeof(got), NULL);
+    int got_second = eventer_read(in, got, 1, NULL); /* the rest of "cde" is discarded */
+    char kept = got[0];
+    int got_empty = eventer_read(in, got, sizeof(got), NULL);
+    errno = 0;
+    int got_nothing = eventer_read(in, got, sizeof(got), NULL);
+    if (first != 2 || second != 3 || empty != 0 || got_first != 2 || got_second != 1 ||
+        kept != 'c' || got_empty != 0 || got_nothing != -1 || errno != EAGAIN) {
+        failures++;
+        snprintf(problem, sizeof(problem),
+                 "datagrams: wrote %d %d %d, read %d %d ('%c') %d %d (errno %d)", first, second,
+                 empty, got_first, got_second, kept, got_empty, got_nothing, errno);
+    }
+    eventer_free(out);
+    eventer_free(in);
+    return failures;
+}
+
 static int check_posix_opset(void)
 {
     int failures = 0, fds[2];
@@ -139,6 +167,24 @@ static int check_posix_opset(void)
         }
         eventer_free(out);
         close(fds[0]);
+    }
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, fds) == 0) {
+        failures += check_pair("datagram socket", fds[0], fds[1]);
+        failures += check_datagrams(fds[0], fds[1]);
+        close(fds[0]);
+        close(fds[1]);
+    }
+    /* An unconnected UDP socket: send() refuses as write() does, with EDESTADDRREQ. */
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (udp >= 0) {
+        eventer_t out = eventer_alloc_fd(unused_callback, NULL, udp, EVENTER_WRITE);
+        errno = 0;
+        if (eventer_write(out, "x", 1, NULL) != -1 || errno != EDESTADDRREQ) {
+            if (!failures++)
+                snprintf(problem, sizeof(problem), "unconnected UDP: write errno %d", errno);
+        }
+        eventer_free(out);
+        close(udp);
     }
     if (pipe2(fds, O_NONBLOCK) == 0) {
         failures += check_pair("pipe", fds[1], fds[0]);
