@@ -157,6 +157,9 @@ struct _fd_opset {
  * Plain system calls on non-blocking descriptors. read/accept set `*mask` to
  * READ|EXCEPTION and write to WRITE|EXCEPTION. close unregisters the descriptor from the
  * eventer if this event still owns it, closes it, and sets the event's fd to -1.
+ * read and write use recv()/send() on sockets and read()/write() on anything else, with the
+ * same results; the first ENOTSOCK is remembered in the event (`closure`, which may be NULL:
+ * then read()/write() are used), so call them with the event the descriptor belongs to.
  */
 ARK_EXTERN extern eventer_fd_opset_t eventer_POSIX_fd_opset;
 
