@@ -530,6 +530,15 @@ int eventer_impl_run_on_loop_or_spill(int loop_index, void (*function)(void *arg
     return 0;
 }
 
+/*
+ * Drops, unrun and unread, the functions spilled to `loop` (it is stopping, or stopped): a
+ * node pushed after its loop stopped may already be freed (an abandoned gate's release).
+ */
+static void drop_spilled_runs(struct eventer_loop *loop)
+{
+    (void)__atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
+}
+
 /* ---- wait hooks ---- */
 
 #define WAIT_HOOK_SLOTS 16
@@ -1213,12 +1222,10 @@ static int drain_spilled(struct eventer_loop *loop, int tearing_down)
         }
     }
     found |= apply_spilled_commands(loop, &loop->spilled, tearing_down);
-    if (!tearing_down)
-        found |= apply_spilled_commands(loop, &loop->spilled_runs, 0);
+    if (tearing_down)
+        drop_spilled_runs(loop);
     else
-        /* Unrun, and unread: a node spilled after its loop stopped may have been freed since
-         * (an abandoned gate's release). */
-        (void)__atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
+        found |= apply_spilled_commands(loop, &loop->spilled_runs, 0);
     return found;
 }
 
@@ -1317,9 +1324,8 @@ static void *loop_main(void *argument)
         }
     }
     run_exit_hooks(loop);
-    /* Spilled runs are dropped unrun, as eventer_cleanup() would, but now: their nodes may
-     * live in what the ACO layer frees next. */
-    (void)__atomic_exchange_n(&loop->spilled_runs, NULL, __ATOMIC_ACQUIRE);
+    /* Now, not in eventer_cleanup(): their nodes may live in what the ACO layer frees next. */
+    drop_spilled_runs(loop);
     eventer_impl_aco_loop_exit(loop);
     eventer_impl_this_loop = NULL;
     return NULL;

@@ -308,7 +308,7 @@ int eventer_impl_run_on_loop(int loop_index, void (*function)(void *argument), v
  * again or free it). The caller keeps its own "pending" flag or counter to know whether a
  * call is outstanding. A node still pending when its loop stops is dropped unrun (as commands
  * queued then are) before the ACO layer frees that loop's objects; one pushed after that is
- * dropped unrun by eventer_cleanup(), so it must stay allocated until then.
+ * never run nor read again, so it may be freed at once.
  *
  * Returns 0 (queued or spilled), or -1 if the index is invalid or the eventer is not running
  * (nothing queued, node untouched). Thread: any.

@@ -7,15 +7,10 @@
  */
 #include "eventer_test_util.h"
 
-#include "eventer/eventer_internal.h"
-
-#include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define IS_COMPLETE(mask) (((mask)&EVENTER_ASYNCH_COMPLETE) == EVENTER_ASYNCH_COMPLETE)
-
 
 static int count_call(eventer_t e, int mask, void *closure, struct timeval *now)
 {

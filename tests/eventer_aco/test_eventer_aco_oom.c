@@ -8,14 +8,7 @@
  */
 #include "eventer_aco_test_util.h"
 
-#include "eventer/eventer_internal.h"
-
 #include <pthread.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 
 /* ---- a co made ready from inside another co ---- */
 
